@@ -1,0 +1,11 @@
+"""Where things live in this repository: the one place that knows the layout."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PYPROJECT = ROOT / "pyproject.toml"
+LOCK = ROOT / "requirements.lock.txt"
+# Everything CI uploads (JUnit, coverage, scan reports) goes here; git ignores it.
+REPORTS = ROOT / "reports"

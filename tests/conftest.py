@@ -1,0 +1,63 @@
+"""Shared fixtures: paths, and a clean environment for child processes."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def child_env() -> Iterator[dict[str, str]]:
+    """An environment for a nested nox/pytest run that does not inherit this run's coverage."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("COVERAGE")}
+    env["PYTHONDONTWRITEBYTECODE"] = "1"
+    yield env
+
+
+@pytest.fixture
+def nox_cmd() -> list[str]:
+    return [sys.executable, "-m", "nox"]
+
+
+@dataclass
+class FakeVirtualenv:
+    location: str
+
+
+@dataclass
+class RecordingSession:
+    """Stands in for nox.Session in unit tests: records what the session would run."""
+
+    location: Path
+    posargs: list[str] = field(default_factory=list)
+    venv_backend: str = "virtualenv"
+    name: str = "fake"
+    installs: list[tuple[str, ...]] = field(default_factory=list)
+    runs: list[tuple[str, ...]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def virtualenv(self) -> FakeVirtualenv:
+        return FakeVirtualenv(str(self.location))
+
+    def install(self, *args: str, **_: object) -> None:
+        self.installs.append(args)
+
+    def run(self, *args: str, **_: object) -> None:
+        self.runs.append(args)
+
+    def log(self, *_: object) -> None:
+        pass
+
+    def warn(self, message: str) -> None:
+        self.warnings.append(message)
+
+    def error(self, message: str) -> None:
+        raise RuntimeError(message)

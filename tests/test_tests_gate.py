@@ -1,0 +1,97 @@
+"""Rule 5 is real: the `tests` session fails a project below the coverage floor."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT
+
+TOY = '''
+def covered(x):
+    return x + 1
+
+
+def uncovered(x):
+    if x > 0:
+        return x - 1
+    return -x
+'''
+
+PYPROJECT = '''
+[tool.pytest.ini_options]
+testpaths = ["tests"]
+pythonpath = ["."]
+
+[tool.coverage.run]
+source = ["toy"]
+
+[tool.coverage.report]
+fail_under = 60
+'''
+
+
+def make_project(tmp_path: Path, *, test_everything: bool) -> Path:
+    """A copy of this project's runner around a toy module, half or fully tested."""
+    project = tmp_path / "project"
+    shutil.copytree(ROOT / "sessions", project / "sessions", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy2(ROOT / "noxfile.py", project / "noxfile.py")
+    (project / "pyproject.toml").write_text(PYPROJECT, encoding="utf-8")
+    (project / "toy.py").write_text(TOY, encoding="utf-8")
+    tests = ["def test_covered():\n    from toy import covered\n    assert covered(1) == 2\n"]
+    if test_everything:
+        tests.append(
+            "def test_uncovered():\n    from toy import uncovered\n"
+            "    assert uncovered(2) == 1\n    assert uncovered(-2) == 2\n"
+        )
+    (project / "tests").mkdir()
+    (project / "tests" / "test_toy.py").write_text("\n\n".join(tests), encoding="utf-8")
+    return project
+
+
+def run_tests_session(project: Path, nox_cmd: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*nox_cmd, "--no-venv", "-s", "tests"],
+        cwd=project, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+
+
+@pytest.mark.slow
+def test_below_the_floor_fails_with_the_coverage_message(
+    tmp_path: Path, nox_cmd: list[str], child_env: dict[str, str]
+) -> None:
+    result = run_tests_session(make_project(tmp_path, test_everything=False), nox_cmd, child_env)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, output
+    assert "less than fail-under=60" in output
+    assert (tmp_path / "project" / "reports" / "coverage.xml").is_file()
+
+
+@pytest.mark.slow
+def test_at_full_coverage_passes_and_writes_reports(
+    tmp_path: Path, nox_cmd: list[str], child_env: dict[str, str]
+) -> None:
+    project = make_project(tmp_path, test_everything=True)
+    result = run_tests_session(project, nox_cmd, child_env)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    assert "TOTAL" in output and "100%" in output
+    reports = project / "reports"
+    assert (reports / "coverage.xml").is_file()
+    assert list(reports.glob("junit-*.xml"))
+    assert list(reports.glob(".coverage.*"))
+
+
+@pytest.mark.slow
+def test_no_tests_collected_is_a_failure(
+    tmp_path: Path, nox_cmd: list[str], child_env: dict[str, str]
+) -> None:
+    project = make_project(tmp_path, test_everything=False)
+    shutil.rmtree(project / "tests")
+    (project / "tests").mkdir()
+    result = run_tests_session(project, nox_cmd, child_env)
+    assert result.returncode != 0
+    assert "exit code 5" in result.stdout + result.stderr or "no tests ran" in result.stdout
