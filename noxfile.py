@@ -14,10 +14,11 @@ import nox
 # nox does not put the noxfile's folder on sys.path.
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import sessions.lock  # noqa: E402
-import sessions.pending  # noqa: E402
-import sessions.tests  # noqa: E402
-from sessions.venv import torch_venv_backend  # noqa: E402
+import sessions.lint
+import sessions.lock
+import sessions.pending
+import sessions.tests
+from sessions.venv import torch_venv_backend
 
 nox.needs_version = ">=2026.10.20"
 nox.options.default_venv_backend = "uv|virtualenv"
@@ -38,6 +39,12 @@ def tests(session: nox.Session) -> None:
 def security(session: nox.Session) -> None:
     """Scan code with bandit and pinned dependencies with safety (Rule 6)."""
     sessions.pending.not_built(session)
+
+
+@nox.session(python=PYTHON, venv_backend=TORCH_BACKEND, tags=["ci"])
+def lint(session: nox.Session) -> None:
+    """Check style, formatting and types with ruff and mypy; `-- --fix` applies ruff's fixes."""
+    sessions.lint.run(session)
 
 
 @nox.session(name="train-tracked", python=PYTHON, venv_backend=TORCH_BACKEND, default=False)

@@ -10,7 +10,7 @@ import pytest
 
 from tests.conftest import ROOT
 
-TOY = '''
+TOY = """
 def covered(x):
     return x + 1
 
@@ -19,9 +19,9 @@ def uncovered(x):
     if x > 0:
         return x - 1
     return -x
-'''
+"""
 
-PYPROJECT = '''
+PYPROJECT = """
 [tool.pytest.ini_options]
 testpaths = ["tests"]
 pythonpath = ["."]
@@ -31,13 +31,15 @@ source = ["toy"]
 
 [tool.coverage.report]
 fail_under = 60
-'''
+"""
 
 
 def make_project(tmp_path: Path, *, test_everything: bool) -> Path:
     """A copy of this project's runner around a toy module, half or fully tested."""
     project = tmp_path / "project"
-    shutil.copytree(ROOT / "sessions", project / "sessions", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(
+        ROOT / "sessions", project / "sessions", ignore=shutil.ignore_patterns("__pycache__")
+    )
     shutil.copy2(ROOT / "noxfile.py", project / "noxfile.py")
     (project / "pyproject.toml").write_text(PYPROJECT, encoding="utf-8")
     (project / "toy.py").write_text(TOY, encoding="utf-8")
@@ -52,7 +54,9 @@ def make_project(tmp_path: Path, *, test_everything: bool) -> Path:
     return project
 
 
-def run_tests_session(project: Path, nox_cmd: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+def run_tests_session(
+    project: Path, nox_cmd: list[str], env: dict[str, str]
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [*nox_cmd, "--no-venv", "-s", "tests"],
         cwd=project, env=env, capture_output=True, text=True, timeout=300,

@@ -1,4 +1,4 @@
-"""How the `tests` session composes pytest and coverage (its end-to-end proof is test_tests_gate)."""
+"""How the `tests` session composes pytest and coverage (end to end: test_tests_gate)."""
 
 from __future__ import annotations
 

@@ -71,7 +71,9 @@ def test_no_venv_installs_nothing(tmp_path: Path) -> None:
     assert session.installs == []
 
 
-def test_missing_lock_fails_with_how_to_fix(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_missing_lock_fails_with_how_to_fix(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(venv, "LOCK", tmp_path / "absent.txt")
     with pytest.raises(RuntimeError, match=r"nox -s lock"):
         venv.install_groups(RecordingSession(tmp_path), "test")  # type: ignore[arg-type]
