@@ -17,6 +17,6 @@ def run(session: nox.Session) -> None:
         session.run("ruff", "format", ".")
     else:
         session.run("ruff", "check", "--output-format=concise", ".")
-        session.run("ruff", "format", "--check", "--diff", ".")
+        session.run("ruff", "format", "--check", ".")
     # Files, strictness and per-module overrides for untyped packages: [tool.mypy].
     session.run("mypy")

@@ -18,6 +18,8 @@ def child_env() -> Iterator[dict[str, str]]:
     """An environment for a nested nox/pytest run that does not inherit this run's coverage."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("COVERAGE")}
     env["PYTHONDONTWRITEBYTECODE"] = "1"
+    # Nested `nox --no-venv` finds pytest and coverage on PATH: this interpreter's scripts.
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
     yield env
 
 
