@@ -53,13 +53,13 @@ def train_tracked(session: nox.Session) -> None:
     sessions.pending.not_built(session)
 
 
-@nox.session(name="build-image", python=PYTHON, default=False)
+@nox.session(name="build-image", python=PYTHON, tags=["ci-linux"], default=False)
 def build_image(session: nox.Session) -> None:
     """Build the PyTorch workspace image, smoke-run it and report its size."""
     sessions.pending.not_built(session)
 
 
-@nox.session(name="export-summary", python=PYTHON, default=False)
+@nox.session(name="export-summary", python=PYTHON, tags=["ci-linux"], default=False)
 def export_summary(session: nox.Session) -> None:
     """Publish SESSION_SUMMARY.md as a styled .docx and PDF (Rule 4)."""
     sessions.pending.not_built(session)

@@ -24,7 +24,7 @@ def compile_command(*extra: str) -> list[str]:
     groups = [arg for group in all_groups() for arg in ("--group", f"pyproject.toml:{group}")]
     return [
         "uv", "pip", "compile", "--universal", "--python-version", LOCK_PYTHON,
-        "--quiet", "--no-header", *groups, "--output-file", LOCK.name, *extra,
+        "--quiet", *groups, "--output-file", LOCK.name, *extra,
     ]  # fmt: skip
 
 
