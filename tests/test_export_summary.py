@@ -425,3 +425,8 @@ def test_session_exports_the_project_summary(
     )  # fmt: skip
     assert bad.returncode != 0
     assert "Unknown output format odt" in bad.stderr + bad.stdout
+
+
+def test_broken_front_matter(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = write_document(tmp_path, "---\ntitle: a: b\n---\n\nText.\n")
+    assert_fails(capsys, tmp_path / "out", "--input", str(path), says="pandoc could not read")
