@@ -14,6 +14,7 @@ import nox
 # nox does not put the noxfile's folder on sys.path.
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import sessions.export_summary
 import sessions.lint
 import sessions.lock
 import sessions.pending
@@ -61,8 +62,8 @@ def build_image(session: nox.Session) -> None:
 
 @nox.session(name="export-summary", python=PYTHON, tags=["ci-linux"], default=False)
 def export_summary(session: nox.Session) -> None:
-    """Publish SESSION_SUMMARY.md as a styled .docx and PDF (Rule 4)."""
-    sessions.pending.not_built(session)
+    """Publish SESSION_SUMMARY.md as a styled .docx and PDF (Rule 4); `-- --help` for options."""
+    sessions.export_summary.run(session)
 
 
 @nox.session(python=PYTHON, default=False)

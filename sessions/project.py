@@ -9,3 +9,7 @@ PYPROJECT = ROOT / "pyproject.toml"
 LOCK = ROOT / "requirements.lock.txt"
 # Everything CI uploads (JUnit, coverage, scan reports) goes here; git ignores it.
 REPORTS = ROOT / "reports"
+# Built documents and other generated files; git ignores it.
+BUILD = ROOT / "build"
+# The session summary that `export-summary` publishes (Rule 4).
+SUMMARY = ROOT / "SESSION_SUMMARY.md"

@@ -1,0 +1,16 @@
+"""Publishing a Markdown document as a styled .docx and PDF (the `export-summary` session).
+
+`source` reads and checks the document, `docx` and `pdf` render it, `files` writes outputs so
+that an existing one is only ever replaced by a complete new one, and `cli` ties them together.
+"""
+
+from __future__ import annotations
+
+
+class ExportError(Exception):
+    """A problem with the input or the output folder, told in one sentence."""
+
+
+def one_line(error: BaseException) -> str:
+    """A tool's error message on one line, so every failure reads as one sentence."""
+    return " ".join(str(error).split())

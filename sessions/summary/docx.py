@@ -1,0 +1,132 @@
+"""The .docx: pandoc with a reference document that this module builds from pandoc's own.
+
+The reference document is a binary, so it is not kept in git: `build_reference` makes it from
+pandoc's default reference.docx at export time, restyled with python-docx. The style values
+live here, as text, and the PDF's template uses the same accent colour.
+"""
+
+from __future__ import annotations
+
+import io
+import subprocess
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from sessions.summary import ExportError, one_line
+
+if TYPE_CHECKING:
+    from docx.styles.style import BaseStyle
+
+ACCENT = "1F4E79"  # headings, title, table header; the PDF template's `accent`
+RULE = "9FB6CD"  # table lines
+BAND = "EEF3F8"  # table header and code background
+BODY_FONT = "Calibri"
+HEADING_FONT = "Calibri Light"
+CODE_FONT = "Consolas"
+MARGIN_CM = 2.2
+HEADING_SIZES_PT = {1: 16, 2: 13, 3: 11.5}
+
+
+def pandoc_default_reference() -> bytes:
+    import pypandoc  # noqa: PLC0415 - heavy, and only in the summary venv
+
+    result = subprocess.run(  # nosec B603 - pandoc from pypandoc_binary, fixed arguments
+        [pypandoc.get_pandoc_path(), "--print-default-data-file", "reference.docx"],
+        capture_output=True, check=True,
+    )  # fmt: skip
+    return result.stdout
+
+
+def set_font(style: BaseStyle, name: str) -> None:
+    """Set a style's font by name, dropping theme fonts (Word prefers those over names)."""
+    from docx.oxml.ns import qn  # noqa: PLC0415
+
+    fonts = style.element.get_or_add_rPr().get_or_add_rFonts()
+    for attribute in ("asciiTheme", "hAnsiTheme", "eastAsiaTheme", "cstheme"):
+        fonts.attrib.pop(qn(f"w:{attribute}"), None)
+    for attribute in ("ascii", "hAnsi", "cs"):
+        fonts.set(qn(f"w:{attribute}"), name)
+
+
+def style_table(style: BaseStyle) -> None:
+    """Lines under every row, a shaded bold header row in the accent colour."""
+    from docx.oxml import parse_xml  # noqa: PLC0415
+    from docx.oxml.ns import nsdecls, qn  # noqa: PLC0415
+
+    element = style.element
+    for old in element.findall(qn("w:tblStylePr")):
+        element.remove(old)
+    tbl_pr = element.find(qn("w:tblPr"))
+    tbl_pr.append(
+        parse_xml(
+            f"<w:tblBorders {nsdecls('w')}>"
+            f'<w:top w:val="single" w:sz="8" w:color="{ACCENT}"/>'
+            f'<w:bottom w:val="single" w:sz="8" w:color="{ACCENT}"/>'
+            f'<w:insideH w:val="single" w:sz="4" w:color="{RULE}"/>'
+            "</w:tblBorders>"
+        )
+    )
+    element.append(
+        parse_xml(
+            f'<w:tblStylePr {nsdecls("w")} w:type="firstRow">'
+            f'<w:rPr><w:b/><w:color w:val="{ACCENT}"/></w:rPr>'
+            "<w:tcPr>"
+            f'<w:tcBorders><w:bottom w:val="single" w:sz="8" w:color="{ACCENT}"/></w:tcBorders>'
+            f'<w:shd w:val="clear" w:color="auto" w:fill="{BAND}"/>'
+            '<w:vAlign w:val="bottom"/>'
+            "</w:tcPr></w:tblStylePr>"
+        )
+    )
+
+
+def build_reference(target: Path) -> Path:
+    """Write the styled reference document to `target`."""
+    import docx  # noqa: PLC0415 - heavy, and only in the summary venv
+    from docx.shared import Cm, Pt, RGBColor  # noqa: PLC0415
+
+    document = docx.Document(io.BytesIO(pandoc_default_reference()))
+    styles = document.styles
+    accent = RGBColor.from_string(ACCENT)
+
+    normal = styles["Normal"]
+    set_font(normal, BODY_FONT)
+    normal.font.size = Pt(11)
+    for level, size in HEADING_SIZES_PT.items():
+        heading = styles[f"Heading {level}"]
+        set_font(heading, HEADING_FONT)
+        heading.font.size = Pt(size)
+        heading.font.bold = True
+        heading.font.color.rgb = accent
+    title = styles["Title"]
+    set_font(title, HEADING_FONT)
+    title.font.size = Pt(24)
+    title.font.color.rgb = accent
+    for name in ("Author", "Date"):
+        styles[name].font.color.rgb = RGBColor(0x55, 0x55, 0x55)
+    code = styles["Verbatim Char"]
+    set_font(code, CODE_FONT)
+    code.font.size = Pt(9)
+    style_table(styles["Table"])
+
+    for section in document.sections:
+        section.page_width, section.page_height = Cm(21), Cm(29.7)  # A4
+        for side in ("left_margin", "right_margin", "top_margin", "bottom_margin"):
+            setattr(section, side, Cm(MARGIN_CM))
+    document.save(str(target))
+    return target
+
+
+def render(document_json: str, resources: Path, target: Path, *, toc: bool) -> None:
+    """Write the .docx for a pandoc syntax tree whose images lie in `resources`."""
+    import pypandoc  # noqa: PLC0415 - heavy, and only in the summary venv
+
+    reference = build_reference(resources / "reference.docx")
+    args = [f"--reference-doc={reference}", f"--resource-path={resources}", "--standalone"]
+    if toc:
+        args.append("--toc")
+    try:
+        pypandoc.convert_text(
+            document_json, "docx", format="json", outputfile=str(target), extra_args=args
+        )
+    except RuntimeError as error:
+        raise ExportError(f"pandoc could not write the .docx: {one_line(error)}") from error
