@@ -18,6 +18,7 @@ import sessions.export_summary
 import sessions.lint
 import sessions.lock
 import sessions.pending
+import sessions.security
 import sessions.tests
 from sessions.venv import torch_venv_backend
 
@@ -39,7 +40,7 @@ def tests(session: nox.Session) -> None:
 @nox.session(python=PYTHON, tags=["ci"])
 def security(session: nox.Session) -> None:
     """Scan code with bandit and pinned dependencies with safety (Rule 6)."""
-    sessions.pending.not_built(session)
+    sessions.security.run(session)
 
 
 @nox.session(python=PYTHON, venv_backend=TORCH_BACKEND, tags=["ci"])
