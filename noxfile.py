@@ -18,6 +18,7 @@ import sessions.lint
 import sessions.lock
 import sessions.pending
 import sessions.tests
+import sessions.train_tracked
 from sessions.venv import torch_venv_backend
 
 nox.needs_version = ">=2026.10.20"
@@ -50,7 +51,7 @@ def lint(session: nox.Session) -> None:
 @nox.session(name="train-tracked", python=PYTHON, venv_backend=TORCH_BACKEND, default=False)
 def train_tracked(session: nox.Session) -> None:
     """Train an experiment with W&B tracking (offline by default); `-- --help` for options."""
-    sessions.pending.not_built(session)
+    sessions.train_tracked.run(session)
 
 
 @nox.session(name="build-image", python=PYTHON, default=False)
