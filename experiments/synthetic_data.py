@@ -107,7 +107,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         data = generate(args.out_dir, args.samples, args.classes, args.noise, args.seed)
     except (ValueError, OSError) as error:
-        parser.exit(2, f"error: {error}\n")
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     print(f"Wrote {data.path} and {data.path.parent / SAMPLE_IMAGE}")
     return 0
 

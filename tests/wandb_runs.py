@@ -1,4 +1,7 @@
-"""Read offline W&B runs back from disk with W&B's own reader (`wandb leet inspect`)."""
+"""Read finished offline W&B runs back from disk with W&B's own reader (`wandb leet inspect`).
+
+Each run is read once per test process (runs are read only after they finish).
+"""
 
 from __future__ import annotations
 
@@ -6,6 +9,7 @@ import json
 import shutil
 import subprocess
 import sys
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +25,7 @@ def run_dirs(root: Path) -> list[Path]:
     return sorted((root / "wandb").glob("offline-run-*"))
 
 
+@cache
 def inspect(run_dir: Path) -> dict[str, Any]:
     """Config, summary, state and exit code of a run."""
     out = subprocess.run([wandb_cli(), "leet", "inspect", "--summary", "--json", str(run_dir)],
@@ -29,6 +34,7 @@ def inspect(run_dir: Path) -> dict[str, Any]:
     return result
 
 
+@cache
 def records(run_dir: Path) -> list[dict[str, Any]]:
     """Every record of a run's .wandb file."""
     out = subprocess.run([wandb_cli(), "leet", "inspect", "--json", str(run_dir)],
