@@ -16,21 +16,25 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
+from itertools import pairwise
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+import torch
+from matplotlib.figure import Figure
+from torch import nn
+from tqdm import tqdm
+
+from experiments import synthetic_data
+from experiments.interrupt import StopRequest, stop_on_signals
 from experiments.paths import DATA_DIR, MODELS_DIR
-
-if TYPE_CHECKING:
-    import torch
-    from torch import nn
-
-    from experiments.interrupt import StopRequest
-    from experiments.synthetic_data import DataSet
-    from experiments.tracking import Tracker
+from experiments.synthetic_data import DataSet
+from experiments.tracking import LayerGradNorms, Tracker, TrackingError, atomic_save, track
 
 ACTIVATIONS = ("sigmoid", "tanh", "relu")
 INITS = ("auto", "default", "xavier", "kaiming")
+# Xavier's gain per activation (torch.nn.init.calculate_gain).
+GAINS = {"sigmoid": 1.0, "tanh": 5 / 3, "relu": 2**0.5}
 EXPERIMENT = "vanishing-gradients"
 SMOKE = {"epochs": 2, "samples": 512}
 
@@ -55,11 +59,9 @@ class Config:
 
 
 def build_model(
-    n_in: int, n_out: int, depth: int, width: int, activation: str, init: str, residual: bool
+    n_in: int, n_out: int, depth: int, width: int, activation: str, *, init: str, residual: bool
 ) -> nn.Module:
     """A `depth`-layer MLP; layers are named fc01..fcNN, input side first."""
-    import torch
-    from torch import nn
 
     act: Callable[[torch.Tensor], torch.Tensor] = {
         "sigmoid": torch.sigmoid, "tanh": torch.tanh, "relu": torch.relu,
@@ -69,9 +71,8 @@ def build_model(
         def __init__(self) -> None:
             super().__init__()
             sizes = [n_in] + [width] * (depth - 1) + [n_out]
-            self.layers = nn.ModuleDict(
-                {f"fc{i + 1:02d}": nn.Linear(a, b) for i, (a, b) in enumerate(zip(sizes, sizes[1:]))}
-            )
+            pairs = enumerate(pairwise(sizes))
+            self.layers = nn.ModuleDict({f"fc{i + 1:02d}": nn.Linear(a, b) for i, (a, b) in pairs})
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             *hidden, last = self.layers.values()
@@ -89,14 +90,13 @@ def build_model(
             if scheme == "kaiming":
                 nn.init.kaiming_normal_(layer.weight, nonlinearity="relu")
             else:
-                nn.init.xavier_normal_(layer.weight, gain=nn.init.calculate_gain(activation))
+                nn.init.xavier_normal_(layer.weight, gain=GAINS[activation])
             nn.init.zeros_(layer.bias)
     return model
 
 
 def pick_device(choice: str, threads: int = 1) -> torch.device:
     """The device to train on; on CPU also how many threads torch may use."""
-    import torch
 
     if choice == "cuda" and not torch.cuda.is_available():
         raise ValueError("--device cuda was asked for, but PyTorch sees no CUDA device here.")
@@ -165,13 +165,18 @@ def prepare(
     state: dict[str, Any] | None = None,
 ) -> Trainer:
     """Seeded model and optimiser for one activation, restored from `state` when given."""
-    import torch
 
     torch.manual_seed(cfg.seed)
     n = cfg.samples or len(data.labels)
     features = torch.from_numpy(data.features[:n]).to(device)
     model = build_model(
-        features.shape[1], data.n_classes, cfg.depth, cfg.width, activation, cfg.init, cfg.residual
+        features.shape[1],
+        data.n_classes,
+        cfg.depth,
+        cfg.width,
+        activation,
+        init=cfg.init,
+        residual=cfg.residual,
     ).to(device)
     optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum)
     trainer = Trainer(cfg, activation, model, optimizer, features,
@@ -185,9 +190,9 @@ def prepare(
 
 def epoch_order(seed: int, epoch: int, n: int) -> torch.Tensor:
     """The sample order of one epoch: a function of (seed, epoch) only, so resuming repeats it."""
-    import torch
 
-    return torch.randperm(n, generator=torch.Generator().manual_seed(seed * 100_003 + epoch))
+    generator = torch.Generator().manual_seed(seed * 100_003 + epoch)
+    return torch.randperm(n, generator=generator)
 
 
 def train(
@@ -197,11 +202,6 @@ def train(
     progress: bool = True,
 ) -> RunResult:
     """Train until the last epoch ends or `stop` is requested (checked between steps)."""
-    import torch
-    from torch import nn
-    from tqdm import tqdm
-
-    from experiments.tracking import LayerGradNorms
 
     t, cfg = trainer, trainer.cfg
     loss_fn = nn.CrossEntropyLoss()
@@ -243,7 +243,6 @@ def train(
 
 def norm_figure(result: RunResult) -> Any:
     """A bar chart of gradient norm per layer (log scale), built without any GUI backend."""
-    from matplotlib.figure import Figure
 
     fig = Figure(figsize=(6, 3), dpi=100)
     ax = fig.subplots()
@@ -263,16 +262,26 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         prog="demo_vanishing_gradients",
         description="Train a deep MLP per activation and measure how gradients vanish.",
     )
-    p.add_argument("--activation", nargs="+", choices=ACTIVATIONS, default=defaults.activations,
-                   dest="activations", help="one run per activation (default: sigmoid relu)")
+    p.add_argument(
+        "--activation",
+        nargs="+",
+        choices=ACTIVATIONS,
+        default=defaults.activations,
+        dest="activations",
+        help="one run per activation (default: sigmoid relu)",
+    )
     p.add_argument("--depth", type=int, default=defaults.depth, help="number of Linear layers")
     p.add_argument("--width", type=int, default=defaults.width)
     p.add_argument("--epochs", type=int, default=defaults.epochs)
     p.add_argument("--batch-size", type=int, default=defaults.batch_size)
     p.add_argument("--lr", type=float, default=defaults.lr)
     p.add_argument("--momentum", type=float, default=defaults.momentum)
-    p.add_argument("--init", choices=INITS, default=defaults.init,
-                   help="auto: He for relu, Xavier for sigmoid/tanh")
+    p.add_argument(
+        "--init",
+        choices=INITS,
+        default=defaults.init,
+        help="auto: He for relu, Xavier for sigmoid/tanh",
+    )
     p.add_argument("--residual", action="store_true", help="add skip connections")
     p.add_argument("--seed", type=int, default=defaults.seed)
     p.add_argument("--samples", type=int, default=defaults.samples, help="0: all")
@@ -284,19 +293,26 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--run-dir", type=Path, help="W&B run folder (default: WANDB_DIR or .)")
     p.add_argument("--models-dir", type=Path, default=MODELS_DIR)
     p.add_argument("--data-dir", type=Path, default=DATA_DIR)
-    p.add_argument("--wandb-mode", choices=("online", "offline", "disabled"),
-                   help="default: WANDB_MODE, else online with WANDB_API_KEY, else offline")
+    p.add_argument(
+        "--wandb-mode",
+        choices=("online", "offline", "disabled"),
+        help="default: WANDB_MODE, else online with WANDB_API_KEY, else offline",
+    )
     p.add_argument("--smoke", action="store_true",
                    help=f"a run of a few seconds for CI ({SMOKE['epochs']} epochs, "
                         f"{SMOKE['samples']} samples)")  # fmt: skip
-    p.add_argument("--resume", action="store_true",
-                   help="continue an interrupted run from its checkpoint (its settings win)")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue an interrupted run from its checkpoint (its settings win)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = p.parse_args(argv)
     if args.smoke:
         args.epochs, args.samples = SMOKE["epochs"], SMOKE["samples"]
-    for option, least in (("epochs", 1), ("depth", 2), ("width", 1), ("batch_size", 1),
-                          ("samples", 0), ("threads", 1), ("log_every", 1), ("watch_every", 1)):  # fmt: skip
+    least_values = {"epochs": 1, "depth": 2, "width": 1, "batch_size": 1, "samples": 0,
+                    "threads": 1, "log_every": 1, "watch_every": 1}  # fmt: skip
+    for option, least in least_values.items():
         if getattr(args, option) < least:
             p.error(f"--{option.replace('_', '-')} must be at least {least}, "
                     f"got {getattr(args, option)}")  # fmt: skip
@@ -321,11 +337,6 @@ def run_name(name: str, activation: str, residual: bool) -> str:
 
 def run_all(args: argparse.Namespace) -> int:
     """Train every activation as its own tracked run; checkpoint and stop on a signal."""
-    import torch
-
-    from experiments import synthetic_data
-    from experiments.interrupt import stop_on_signals
-    from experiments.tracking import atomic_save, track
 
     ckpt = checkpoint_path(args.models_dir, args.name)
     saved: dict[str, Any] | None = None
@@ -382,7 +393,8 @@ def run_all(args: argparse.Namespace) -> int:
     ckpt.unlink(missing_ok=True)
     print_table(results)
     if tracker.mode == "offline":
-        print(f"Look at a run: wandb leet {tracker.run_dir}   upload it: wandb sync {tracker.run_dir}")
+        print(f"Look at a run: wandb leet {tracker.run_dir}")
+        print(f"Upload it later: wandb sync {tracker.run_dir}")
     return 0
 
 
@@ -394,7 +406,6 @@ def print_table(results: list[RunResult]) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    from experiments.tracking import TrackingError
 
     try:
         return run_all(args)

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
+from matplotlib.figure import Figure  # a Figure needs no pyplot and no GUI backend
 
 from experiments.paths import DATA_DIR
 
@@ -53,8 +54,6 @@ def save_sample_image(
     features: npt.NDArray[np.float32], labels: npt.NDArray[np.int64], path: Path
 ) -> Path:
     """A scatter plot of the set, coloured by class, written without any GUI backend."""
-    from matplotlib.figure import Figure  # noqa: PLC0415 - Figure needs no pyplot, no backend
-
     fig = Figure(figsize=(4, 4), dpi=100)
     ax = fig.subplots()
     ax.scatter(features[:, 0], features[:, 1], c=labels, s=4, cmap="viridis")

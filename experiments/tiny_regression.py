@@ -10,7 +10,10 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+import torch
+
 from experiments.paths import MODELS_DIR
+from experiments.tracking import TrackingError, track
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -24,20 +27,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.steps < 1:
         parser.error(f"--steps must be at least 1, got {args.steps}")
 
-    import torch
-
-    from experiments.tracking import TrackingError, track
-
     torch.manual_seed(args.seed)
     x = torch.randn(256, 4)
     y = x @ torch.tensor([1.0, -2.0, 0.5, 3.0]) + 0.1 * torch.randn(256)
     model = torch.nn.Linear(4, 1)
     optimizer = torch.optim.SGD(model.parameters(), lr=args.lr)
+    mse = torch.nn.MSELoss()
     try:
         with track("tiny-regression", vars(args), model, run_dir=args.run_dir,
                    models_dir=args.models_dir) as tracker:  # fmt: skip
             for step in range(args.steps):
-                loss = torch.nn.functional.mse_loss(model(x).squeeze(1), y)
+                loss = mse(model(x).squeeze(1), y)
                 optimizer.zero_grad()
                 loss.backward()
                 tracker.step(step, loss=loss, lr=args.lr)

@@ -23,6 +23,7 @@ needed). Tests that do not test tracking pass `mode="disabled"`.
 
 from __future__ import annotations
 
+import io
 import os
 import platform
 import re
@@ -32,13 +33,16 @@ import tempfile
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+import numpy
+import torch
+from PIL import Image
+from torch import nn
+from tqdm import tqdm
+
+import wandb
 from experiments.paths import DATA_DVC, DEFAULT_RUN_DIR, MODELS_DIR, ROOT
-
-if TYPE_CHECKING:
-    import torch
-    from torch import nn
 
 PROJECT = "gradient-lab"
 MODES = ("online", "offline", "disabled")
@@ -81,8 +85,8 @@ def resolve_run_dir(run_dir: Path | None = None, environ: Mapping[str, str] = os
 
 def _git(*args: str) -> str | None:
     try:
-        result = subprocess.run(  # noqa: S603 - fixed git arguments, no shell
-            ["git", *args], cwd=ROOT, capture_output=True, text=True, timeout=10  # noqa: S607
+        result = subprocess.run(  # fixed git arguments, no shell
+            ["git", *args], cwd=ROOT, capture_output=True, text=True, timeout=10
         )
     except (OSError, subprocess.TimeoutExpired):
         return None
@@ -99,10 +103,6 @@ def data_version(dvc_file: Path = DATA_DVC) -> str:
 
 def provenance(device: str, dvc_file: Path = DATA_DVC) -> dict[str, Any]:
     """Where a run came from: code version, data version, device and library versions."""
-    import numpy
-    import torch
-    import wandb
-
     commit = _git("rev-parse", "HEAD")
     status = _git("status", "--porcelain", "--untracked-files=no")
     return {
@@ -142,8 +142,6 @@ class LayerGradNorms:
 
     def compute(self) -> torch.Tensor:
         """Norms per layer as one tensor on the model's device; no host synchronisation."""
-        import torch
-
         present = [i for i, p in enumerate(self.params) if p.grad is not None]
         grads = [self.params[i].grad for i in present]
         device = self.params[0].device
@@ -156,7 +154,7 @@ class LayerGradNorms:
 
 
 def gradient_health(ratio: float) -> str:
-    """"vanishing", "exploding" or "healthy" for a first-to-last layer gradient-norm ratio."""
+    """ "vanishing", "exploding" or "healthy" for a first-to-last layer gradient-norm ratio."""
     if ratio < VANISHING_RATIO:
         return "vanishing"
     if ratio > EXPLODING_RATIO:
@@ -165,8 +163,7 @@ def gradient_health(ratio: float) -> str:
 
 
 def _warn(message: str) -> None:
-    from tqdm import tqdm  # noqa: PLC0415 - tqdm.write keeps a running progress bar intact
-
+    # tqdm.write keeps a running progress bar intact.
     tqdm.write(f"WARNING: {message}", file=sys.stderr)
 
 
@@ -205,15 +202,13 @@ class Tracker:
         """
         for key, value in metrics.items():
             if not isinstance(value, int | float):
-                value = value.detach()
-                self._sums[key] = self._sums[key] + value if key in self._sums else value
+                detached = value.detach()
+                self._sums[key] = self._sums[key] + detached if key in self._sums else detached
         self._count += 1
         if (step + 1) % self.log_every == 0:
             self._log(step, metrics)
 
     def _log(self, step: int, metrics: Mapping[str, torch.Tensor | float]) -> None:
-        import torch
-
         norms = self.norms.compute()
         means = [total.float().reshape(()) / self._count for total in self._sums.values()]
         # The one device-to-host transfer of the interval.
@@ -245,24 +240,16 @@ class Tracker:
         )
         _warn(message)
         if self.mode == "online":
-            import wandb
-
-            self.run.alert(title=f"{health.capitalize()} gradients", text=message,
-                           level=wandb.AlertLevel.WARN)  # fmt: skip
+            self.run.alert(title=f"{health.capitalize()} gradients", text=message, level="WARN")
 
     def log_image(self, key: str, image: Path | Any, caption: str | None = None) -> None:
         """Log a picture: a file path or a matplotlib Figure (rendered without pyplot)."""
-        import numpy
-        import wandb
-
         if isinstance(image, Path):
             image = str(image)
         elif hasattr(image, "savefig"):
-            from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: PLC0415
-
-            canvas = FigureCanvasAgg(image)
-            canvas.draw()
-            image = numpy.asarray(canvas.buffer_rgba())[..., :3]
+            png = io.BytesIO()
+            image.savefig(png, format="png")
+            image = Image.open(png)
         self.run.log({key: wandb.Image(image, caption=caption)}, commit=False)
 
     def summary(self, **values: Any) -> None:
@@ -271,9 +258,6 @@ class Tracker:
 
     def save_weights(self, model: nn.Module, name: str | None = None) -> Path:
         """Save the weights to models/<name>.pt and log them as a W&B model artifact."""
-        import torch
-        import wandb
-
         name = name or str(self.run.name)
         path = self.models_dir / f"{name}.pt"
         atomic_save(model.state_dict(), path)
@@ -289,8 +273,6 @@ class Tracker:
 
 def atomic_save(obj: object, path: Path) -> Path:
     """torch.save through a temporary file, so an interruption never leaves half a file."""
-    import torch
-
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(f".{path.name}.partial")
     torch.save(obj, partial)
@@ -326,8 +308,6 @@ def track(
     chosen_mode = resolve_mode(mode)
     folder = resolve_run_dir(run_dir)
     os.environ.setdefault("WANDB_SILENT", "true")
-    import wandb
-
     run = wandb.init(
         project=os.environ.get("WANDB_PROJECT", PROJECT),
         job_type=experiment,

@@ -125,8 +125,9 @@ def test_disabled_mode_writes_no_run(wandb_offline: Path, tmp_path: Path) -> Non
 
 
 def test_empty_experiment_name_is_refused(tmp_path: Path) -> None:
-    with pytest.raises(tracking.TrackingError, match="experiment name is empty"), tracking.track(
-        "", {}, torch.nn.Linear(1, 1), mode="disabled"
+    with (
+        pytest.raises(tracking.TrackingError, match="experiment name is empty"),
+        tracking.track("", {}, torch.nn.Linear(1, 1), mode="disabled"),
     ):
         pass  # pragma: no cover
 

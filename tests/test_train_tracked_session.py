@@ -19,7 +19,8 @@ def test_default_is_the_demo_and_options_pass_through() -> None:
     assert train_tracked.command(["tiny_regression", "--steps", "5"])[2:] == [
         "experiments.tiny_regression", "--steps", "5",
     ]  # fmt: skip
-    assert train_tracked.command(["experiments/tiny_regression.py"])[2] == "experiments.tiny_regression"
+    script = train_tracked.command(["experiments/tiny_regression.py"])[2]
+    assert script == "experiments.tiny_regression"
     assert "demo_vanishing_gradients" in train_tracked.training_scripts()
     assert "tracking" not in train_tracked.training_scripts()
 
@@ -35,7 +36,7 @@ def test_session_installs_the_train_group_only(tmp_path: Path) -> None:
 
 def test_unknown_script_is_a_clear_error(tmp_path: Path) -> None:
     session = RecordingSession(tmp_path, posargs=["no_such_script"])
-    with pytest.raises(RuntimeError, match="no training script 'no_such_script'.*choose one of"):
+    with pytest.raises(RuntimeError, match=r"no training script 'no_such_script'.*choose one of"):
         train_tracked.run(session)  # type: ignore[arg-type]
     assert not session.installs
 
