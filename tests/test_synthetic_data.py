@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -37,7 +38,7 @@ def test_load_generates_a_missing_set(tmp_path: Path) -> None:
 
 def test_cli_is_headless_and_rejects_bad_input(tmp_path: Path) -> None:
     # With no display and a GUI backend requested, any pyplot window would fail the run.
-    env = {"MPLBACKEND": "TkAgg", "DISPLAY": "", "PATH": ""}
+    env = {**os.environ, "MPLBACKEND": "TkAgg", "DISPLAY": ""}
     ok = subprocess.run([sys.executable, "-m", "experiments.synthetic_data", "--out-dir",
                          str(tmp_path), "--samples", "50"], cwd=ROOT, capture_output=True,
                         text=True, env=env)  # fmt: skip
