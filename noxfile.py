@@ -20,6 +20,7 @@ import sessions.lock
 import sessions.pending
 import sessions.security
 import sessions.tests
+import sessions.train_tracked
 from sessions.venv import torch_venv_backend
 
 nox.needs_version = ">=2026.10.20"
@@ -52,7 +53,15 @@ def lint(session: nox.Session) -> None:
 @nox.session(name="train-tracked", python=PYTHON, venv_backend=TORCH_BACKEND, default=False)
 def train_tracked(session: nox.Session) -> None:
     """Train an experiment with W&B tracking (offline by default); `-- --help` for options."""
-    sessions.pending.not_built(session)
+    sessions.train_tracked.run(session)
+
+
+@nox.session(
+    name="train-smoke", python=PYTHON, venv_backend=TORCH_BACKEND, tags=["ci-linux"], default=False
+)
+def train_smoke(session: nox.Session) -> None:
+    """Train the demo for a few seconds through train-tracked, as CI does."""
+    sessions.train_tracked.run(session, smoke=True)
 
 
 @nox.session(name="build-image", python=PYTHON, tags=["ci-linux"], default=False)

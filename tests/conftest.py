@@ -63,3 +63,22 @@ class RecordingSession:
 
     def error(self, message: str) -> None:
         raise RuntimeError(message)
+
+
+@pytest.fixture
+def wandb_offline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A fresh offline W&B environment in a temporary folder; torn down after the test."""
+    import wandb
+
+    runs = tmp_path / "runs"
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_DIR", str(runs))
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    # Artifacts are staged under the W&B data/cache folders: keep them out of $HOME.
+    monkeypatch.setenv("WANDB_DATA_DIR", str(tmp_path / "wandb-data"))
+    monkeypatch.setenv("WANDB_CACHE_DIR", str(tmp_path / "wandb-cache"))
+    monkeypatch.setenv("WANDB_CONFIG_DIR", str(tmp_path / "wandb-config"))
+    wandb.teardown()
+    yield runs
+    wandb.teardown()

@@ -8,7 +8,7 @@ import pytest
 
 from tests.conftest import ROOT
 
-PENDING: list[str] = ["train-tracked", "build-image"]
+PENDING: list[str] = ["build-image"]
 
 
 @pytest.mark.parametrize("name", PENDING)

@@ -1,0 +1,418 @@
+"""Vanishing gradients, measured: a deep fully-connected network on synthetic spirals.
+
+With sigmoid units each layer scales the backward signal by at most 1/4, so the gradient that
+reaches the first layer is orders of magnitude smaller than the last layer's; ReLU with He
+initialisation keeps it near 1, and skip connections (`--residual`) rescue even sigmoid.
+Each activation is one tracked W&B run; the end prints the first-to-last gradient ratios.
+
+    python -m experiments.demo_vanishing_gradients --activation sigmoid relu --epochs 20
+    nox -s train-tracked -- --smoke
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from itertools import pairwise
+from pathlib import Path
+from typing import Any
+
+import torch
+from matplotlib.figure import Figure
+from torch import nn
+from tqdm import tqdm
+
+from experiments import synthetic_data
+from experiments.interrupt import StopRequest, stop_on_signals
+from experiments.paths import DATA_DIR, MODELS_DIR
+from experiments.synthetic_data import DataSet
+from experiments.tracking import LayerGradNorms, Tracker, TrackingError, atomic_save, track
+
+ACTIVATIONS = ("sigmoid", "tanh", "relu")
+INITS = ("auto", "default", "xavier", "kaiming")
+# Xavier's gain per activation (torch.nn.init.calculate_gain).
+GAINS = {"sigmoid": 1.0, "tanh": 5 / 3, "relu": 2**0.5}
+EXPERIMENT = "vanishing-gradients"
+SMOKE = {"epochs": 2, "samples": 512}
+
+
+@dataclass
+class Config:
+    """Everything a run depends on; stored in the W&B config and in checkpoints."""
+
+    activations: list[str] = field(default_factory=lambda: ["sigmoid", "relu"])
+    depth: int = 12
+    width: int = 128
+    epochs: int = 20
+    batch_size: int = 128
+    lr: float = 0.05
+    momentum: float = 0.9
+    init: str = "auto"
+    residual: bool = False
+    seed: int = 0
+    samples: int = 0  # 0: the whole data set
+    log_every: int = 10
+    watch_every: int = 100
+
+
+def build_model(
+    n_in: int, n_out: int, depth: int, width: int, activation: str, *, init: str, residual: bool
+) -> nn.Module:
+    """A `depth`-layer MLP; layers are named fc01..fcNN, input side first."""
+
+    act: Callable[[torch.Tensor], torch.Tensor] = {
+        "sigmoid": torch.sigmoid, "tanh": torch.tanh, "relu": torch.relu,
+    }[activation]  # fmt: skip
+
+    class MLP(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            sizes = [n_in] + [width] * (depth - 1) + [n_out]
+            pairs = enumerate(pairwise(sizes))
+            self.layers = nn.ModuleDict({f"fc{i + 1:02d}": nn.Linear(a, b) for i, (a, b) in pairs})
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            *hidden, last = self.layers.values()
+            for layer in hidden:
+                out = act(layer(x))
+                x = x + out if residual and out.shape == x.shape else out
+            result: torch.Tensor = last(x)
+            return result
+
+    model = MLP()
+    scheme = ("kaiming" if activation == "relu" else "xavier") if init == "auto" else init
+    if scheme != "default":
+        for layer in model.layers.values():
+            assert isinstance(layer, nn.Linear)
+            if scheme == "kaiming":
+                nn.init.kaiming_normal_(layer.weight, nonlinearity="relu")
+            else:
+                nn.init.xavier_normal_(layer.weight, gain=GAINS[activation])
+            nn.init.zeros_(layer.bias)
+    return model
+
+
+def pick_device(choice: str, threads: int = 1) -> torch.device:
+    """The device to train on; on CPU also how many threads torch may use."""
+
+    if choice == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda was asked for, but PyTorch sees no CUDA device here.")
+    if choice == "auto":
+        choice = "cuda" if torch.cuda.is_available() else "cpu"
+    if choice == "cpu":
+        # Models this small run fastest on one thread; more threads mostly contend for cores.
+        torch.set_num_threads(threads)
+    return torch.device(choice)
+
+
+@dataclass
+class RunResult:
+    activation: str
+    steps: int
+    seconds: float
+    loss: float
+    accuracy: float
+    layer_norms: dict[str, float]
+    interrupted: bool = False
+
+    @property
+    def ratio(self) -> float:
+        """First layer's gradient norm over the last layer's."""
+        norms = list(self.layer_norms.values())
+        return norms[0] / norms[-1] if norms[-1] > 0 else float("inf")
+
+    @property
+    def ms_per_step(self) -> float:
+        return 1000 * self.seconds / max(self.steps, 1)
+
+
+@dataclass
+class Trainer:
+    """A model, its optimiser and its data on one device, at a given step."""
+
+    cfg: Config
+    activation: str
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    features: torch.Tensor
+    labels: torch.Tensor
+    step: int = 0
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return -(-len(self.labels) // self.cfg.batch_size)
+
+    @property
+    def total_steps(self) -> int:
+        return self.steps_per_epoch * self.cfg.epochs
+
+    def state(self) -> dict[str, Any]:
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "step": self.step,
+        }
+
+
+def prepare(
+    cfg: Config,
+    activation: str,
+    data: DataSet,
+    device: torch.device,
+    state: dict[str, Any] | None = None,
+) -> Trainer:
+    """Seeded model and optimiser for one activation, restored from `state` when given."""
+
+    torch.manual_seed(cfg.seed)
+    n = cfg.samples or len(data.labels)
+    features = torch.from_numpy(data.features[:n]).to(device)
+    model = build_model(
+        features.shape[1],
+        data.n_classes,
+        cfg.depth,
+        cfg.width,
+        activation,
+        init=cfg.init,
+        residual=cfg.residual,
+    ).to(device)
+    optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum)
+    trainer = Trainer(cfg, activation, model, optimizer, features,
+                      torch.from_numpy(data.labels[:n]).to(device))  # fmt: skip
+    if state is not None:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        trainer.step = int(state["step"])
+    return trainer
+
+
+def epoch_order(seed: int, epoch: int, n: int) -> torch.Tensor:
+    """The sample order of one epoch: a function of (seed, epoch) only, so resuming repeats it."""
+
+    generator = torch.Generator().manual_seed(seed * 100_003 + epoch)
+    return torch.randperm(n, generator=generator)
+
+
+def train(
+    trainer: Trainer,
+    tracker: Tracker | None = None,
+    stop: StopRequest | None = None,
+    progress: bool = True,
+) -> RunResult:
+    """Train until the last epoch ends or `stop` is requested (checked between steps)."""
+
+    t, cfg = trainer, trainer.cfg
+    loss_fn = nn.CrossEntropyLoss()
+    device = t.features.device
+    began, first = time.perf_counter(), t.step
+    bar = tqdm(total=t.total_steps, initial=t.step, desc=t.activation, unit="step",
+               disable=not progress, dynamic_ncols=True, leave=False)  # fmt: skip
+    with bar:
+        while t.step < t.total_steps and not (stop and stop.requested):
+            epoch, offset = divmod(t.step, t.steps_per_epoch)
+            order = epoch_order(cfg.seed, epoch, len(t.labels))
+            index = order[offset * cfg.batch_size : (offset + 1) * cfg.batch_size].to(device)
+            logits = t.model(t.features[index])
+            loss = loss_fn(logits, t.labels[index])
+            t.optimizer.zero_grad()
+            loss.backward()
+            if tracker is not None:
+                accuracy = (logits.argmax(1) == t.labels[index]).float().mean()
+                tracker.step(t.step, loss=loss, accuracy=accuracy, lr=cfg.lr)
+            t.optimizer.step()
+            t.step += 1
+            bar.update(1)
+            if offset + 1 == t.steps_per_epoch and progress:
+                bar.set_postfix(epoch=epoch + 1, loss=f"{loss.item():.3f}")
+    seconds = time.perf_counter() - began
+    # The phenomenon in numbers: the gradient norm of every layer over the whole set.
+    t.optimizer.zero_grad()
+    logits = t.model(t.features)
+    final = loss_fn(logits, t.labels)
+    final.backward()
+    norms = LayerGradNorms(t.model)
+    layer_norms = dict(zip(norms.names, norms.compute().tolist(), strict=True))
+    t.optimizer.zero_grad()
+    with torch.no_grad():
+        accuracy = (logits.argmax(1) == t.labels).float().mean().item()
+    return RunResult(t.activation, t.step - first, seconds, final.item(), accuracy,
+                     layer_norms, interrupted=t.step < t.total_steps)  # fmt: skip
+
+
+def norm_figure(result: RunResult) -> Any:
+    """A bar chart of gradient norm per layer (log scale), built without any GUI backend."""
+
+    fig = Figure(figsize=(6, 3), dpi=100)
+    ax = fig.subplots()
+    ax.bar(list(result.layer_norms), list(result.layer_norms.values()))
+    ax.set_yscale("log")
+    ax.set_xlabel("layer (input side first)")
+    ax.set_ylabel("gradient norm")
+    ax.set_title(f"{result.activation}: first/last = {result.ratio:.1e}")
+    ax.tick_params(axis="x", labelrotation=90, labelsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    defaults = Config()
+    p = argparse.ArgumentParser(
+        prog="demo_vanishing_gradients",
+        description="Train a deep MLP per activation and measure how gradients vanish.",
+    )
+    p.add_argument(
+        "--activation",
+        nargs="+",
+        choices=ACTIVATIONS,
+        default=defaults.activations,
+        dest="activations",
+        help="one run per activation (default: sigmoid relu)",
+    )
+    p.add_argument("--depth", type=int, default=defaults.depth, help="number of Linear layers")
+    p.add_argument("--width", type=int, default=defaults.width)
+    p.add_argument("--epochs", type=int, default=defaults.epochs)
+    p.add_argument("--batch-size", type=int, default=defaults.batch_size)
+    p.add_argument("--lr", type=float, default=defaults.lr)
+    p.add_argument("--momentum", type=float, default=defaults.momentum)
+    p.add_argument(
+        "--init",
+        choices=INITS,
+        default=defaults.init,
+        help="auto: He for relu, Xavier for sigmoid/tanh",
+    )
+    p.add_argument("--residual", action="store_true", help="add skip connections")
+    p.add_argument("--seed", type=int, default=defaults.seed)
+    p.add_argument("--samples", type=int, default=defaults.samples, help="0: all")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    p.add_argument("--threads", type=int, default=1, help="CPU threads for torch")
+    p.add_argument("--log-every", type=int, default=defaults.log_every)
+    p.add_argument("--watch-every", type=int, default=defaults.watch_every)
+    p.add_argument("--name", default=EXPERIMENT, help="experiment name (W&B group, file names)")
+    p.add_argument("--run-dir", type=Path, help="W&B run folder (default: WANDB_DIR or .)")
+    p.add_argument("--models-dir", type=Path, default=MODELS_DIR)
+    p.add_argument("--data-dir", type=Path, default=DATA_DIR)
+    p.add_argument(
+        "--wandb-mode",
+        choices=("online", "offline", "disabled"),
+        help="default: WANDB_MODE, else online with WANDB_API_KEY, else offline",
+    )
+    p.add_argument("--smoke", action="store_true",
+                   help=f"a run of a few seconds for CI ({SMOKE['epochs']} epochs, "
+                        f"{SMOKE['samples']} samples)")  # fmt: skip
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue an interrupted run from its checkpoint (its settings win)",
+    )
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    args = p.parse_args(argv)
+    if args.smoke:
+        args.epochs, args.samples = SMOKE["epochs"], SMOKE["samples"]
+    least_values = {"epochs": 1, "depth": 2, "width": 1, "batch_size": 1, "samples": 0,
+                    "threads": 1, "log_every": 1, "watch_every": 1}  # fmt: skip
+    for option, least in least_values.items():
+        if getattr(args, option) < least:
+            p.error(f"--{option.replace('_', '-')} must be at least {least}, "
+                    f"got {getattr(args, option)}")  # fmt: skip
+    if not args.name.strip():
+        p.error("--name must not be empty: it names the runs and the weight files")
+    if args.lr <= 0:
+        p.error(f"--lr must be positive, got {args.lr}")
+    return args
+
+
+def config_from(args: argparse.Namespace) -> Config:
+    return Config(**{k: getattr(args, k) for k in Config.__dataclass_fields__})
+
+
+def checkpoint_path(models_dir: Path, name: str) -> Path:
+    return models_dir / f"{name}.ckpt"
+
+
+def run_name(name: str, activation: str, residual: bool) -> str:
+    return f"{name}-{activation}" + ("-residual" if residual else "")
+
+
+def run_all(args: argparse.Namespace) -> int:
+    """Train every activation as its own tracked run; checkpoint and stop on a signal."""
+
+    ckpt = checkpoint_path(args.models_dir, args.name)
+    saved: dict[str, Any] | None = None
+    if args.resume:
+        if not ckpt.is_file():
+            raise ValueError(f"Nothing to resume: there is no checkpoint at {ckpt}.")
+        saved = torch.load(ckpt, map_location="cpu", weights_only=True)
+        cfg = Config(**saved["config"])
+        print(f"Resuming {saved['activation']} at step {saved['step']} from {ckpt}")
+    else:
+        cfg = config_from(args)
+    device = pick_device(args.device, args.threads)
+    data = synthetic_data.load(args.data_dir)
+    sample_image = data.path.parent / synthetic_data.SAMPLE_IMAGE
+    done: list[str] = list(saved["done"]) if saved else []
+    results: list[RunResult] = []
+    with stop_on_signals() as stop:
+        for activation in cfg.activations:
+            if activation in done:
+                continue
+            state = saved if saved and saved["activation"] == activation else None
+            trainer = prepare(cfg, activation, data, device, state)
+            name = run_name(args.name, activation, cfg.residual)
+            print(f"Training {name}: {trainer.total_steps} steps on {device}", flush=True)
+            with track(
+                EXPERIMENT, asdict(cfg) | {"activation": activation}, trainer.model,
+                device=str(device), name=name, group=args.name, mode=args.wandb_mode,
+                run_dir=args.run_dir, models_dir=args.models_dir, log_every=cfg.log_every,
+                watch_every=cfg.watch_every, resume_id=state["run_id"] if state else None,
+            ) as tracker:  # fmt: skip
+                if trainer.step == 0:
+                    tracker.log_image("data/sample", sample_image, caption="training data")
+                result = train(trainer, tracker, stop, progress=not args.no_progress)
+                tracker.log_image("grad_norm_per_layer", norm_figure(result))
+                tracker.summary(
+                    final_loss=result.loss, final_accuracy=result.accuracy,
+                    final_first_to_last=result.ratio,
+                    **{f"final_grad_norm/{k}": v for k, v in result.layer_norms.items()},
+                )  # fmt: skip
+                if result.interrupted:
+                    atomic_save({"config": asdict(cfg), "done": done, "activation": activation,
+                                 "run_id": tracker.run_id, **trainer.state()}, ckpt)  # fmt: skip
+                    tracker.exit_code = stop.exit_code
+                else:
+                    weights = tracker.save_weights(trainer.model, name)
+            print(f"W&B run ({tracker.mode}): {tracker.run_dir}")
+            if result.interrupted:
+                print(f"Interrupted at step {trainer.step}: checkpoint saved to {ckpt}; "
+                      "run again with --resume to continue.")  # fmt: skip
+                return stop.exit_code
+            print(f"Weights: {weights}")
+            done.append(activation)
+            results.append(result)
+    ckpt.unlink(missing_ok=True)
+    print_table(results)
+    if tracker.mode == "offline":
+        print(f"Look at a run: wandb leet {tracker.run_dir}")
+        print(f"Upload it later: wandb sync {tracker.run_dir}")
+    return 0
+
+
+def print_table(results: list[RunResult]) -> None:
+    print(f"\n{'activation':<12}{'first/last grad norm':>22}{'loss':>8}{'accuracy':>10}")
+    for r in results:
+        print(f"{r.activation:<12}{r.ratio:>22.2e}{r.loss:>8.3f}{r.accuracy:>10.1%}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+
+    try:
+        return run_all(args)
+    except (ValueError, TrackingError, OSError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,90 @@
+"""`nox -s train-tracked`: picks the script, passes options through, fails clearly."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from sessions import train_tracked
+from tests.conftest import ROOT, RecordingSession
+from tests.wandb_runs import inspect, run_dirs
+
+
+def test_default_is_the_demo_and_options_pass_through() -> None:
+    assert train_tracked.command([]) == ["python", "-m", "experiments.demo_vanishing_gradients"]
+    assert train_tracked.command(["tiny_regression", "--steps", "5"])[2:] == [
+        "experiments.tiny_regression", "--steps", "5",
+    ]  # fmt: skip
+    script = train_tracked.command(["experiments/tiny_regression.py"])[2]
+    assert script == "experiments.tiny_regression"
+    assert "demo_vanishing_gradients" in train_tracked.training_scripts()
+    assert "tracking" not in train_tracked.training_scripts()
+
+
+def test_session_installs_the_train_group_only(tmp_path: Path) -> None:
+    session = RecordingSession(tmp_path, posargs=["--epochs", "2", "--activation", "relu"])
+    train_tracked.run(session)  # type: ignore[arg-type]
+    (install,) = session.installs
+    assert "torch==2.13.0" in install and not any("pytest" in arg for arg in install)
+    assert session.runs == [("python", "-m", "experiments.demo_vanishing_gradients",
+                             "--epochs", "2", "--activation", "relu")]  # fmt: skip
+
+
+def test_smoke_variant_adds_the_smoke_options_after_the_users(tmp_path: Path) -> None:
+    session = RecordingSession(tmp_path, posargs=["--seed", "3"])
+    train_tracked.run(session, smoke=True)  # type: ignore[arg-type]
+    (run,) = session.runs
+    assert run[3:] == ("--seed", "3", *train_tracked.SMOKE_OPTIONS)
+
+
+def test_unknown_script_is_a_clear_error(tmp_path: Path) -> None:
+    session = RecordingSession(tmp_path, posargs=["no_such_script"])
+    with pytest.raises(RuntimeError, match=r"no training script 'no_such_script'.*choose one of"):
+        train_tracked.run(session)  # type: ignore[arg-type]
+    assert not session.installs
+
+
+def session_env(child_env: dict[str, str]) -> dict[str, str]:
+    env = {k: v for k, v in child_env.items() if not k.startswith("WANDB_")}
+    # `--no-venv` runs `python` from PATH: this test venv's.
+    env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
+    return env
+
+
+@pytest.mark.slow
+def test_smoke_session_trains_offline_with_no_account(
+    tmp_path: Path, child_env: dict[str, str], nox_cmd: list[str]
+) -> None:
+    env = session_env(child_env) | {"WANDB_CONFIG_DIR": str(tmp_path / "cfg"),
+                                    "WANDB_DATA_DIR": str(tmp_path / "wd")}  # fmt: skip
+    result = subprocess.run(
+        [*nox_cmd, "--no-venv", "-s", "train-tracked", "--", "--smoke", "--no-progress",
+         "--activation", "sigmoid", "--run-dir", str(tmp_path), "--models-dir",
+         str(tmp_path / "models"), "--data-dir", str(tmp_path / "data")],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    assert "tracking offline" in output
+    (run_dir,) = run_dirs(tmp_path)
+    assert f"W&B run (offline): {run_dir}" in output
+    assert f"Weights: {tmp_path / 'models' / 'vanishing-gradients-sigmoid.pt'}" in output
+    assert (tmp_path / "data" / "synthetic_data_sample.png").is_file()
+    assert inspect(run_dir)["config"]["epochs"] == 2
+
+
+def test_session_with_a_bad_option_exits_non_zero(
+    tmp_path: Path, child_env: dict[str, str], nox_cmd: list[str]
+) -> None:
+    result = subprocess.run(
+        [*nox_cmd, "--no-venv", "-s", "train-tracked", "--", "--epochs", "-3"],
+        cwd=ROOT, env=session_env(child_env), capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert "--epochs must be at least 1, got -3" in output
+    assert "Traceback" not in output

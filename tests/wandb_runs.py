@@ -1,0 +1,51 @@
+"""Read finished offline W&B runs back from disk with W&B's own reader (`wandb leet inspect`).
+
+Each run is read once per test process (runs are read only after they finish).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+
+def wandb_cli() -> str:
+    found = shutil.which("wandb", path=str(Path(sys.executable).parent))
+    assert found, "the wandb CLI is not installed next to this Python"
+    return found
+
+
+def run_dirs(root: Path) -> list[Path]:
+    """Offline runs under `root/wandb/`, oldest first (globbing: Windows has no symlinks)."""
+    return sorted((root / "wandb").glob("offline-run-*"))
+
+
+@cache
+def inspect(run_dir: Path) -> dict[str, Any]:
+    """Config, summary, state and exit code of a run."""
+    out = subprocess.run([wandb_cli(), "leet", "inspect", "--summary", "--json", str(run_dir)],
+                         capture_output=True, text=True, check=True).stdout  # fmt: skip
+    result: dict[str, Any] = json.loads(out)
+    return result
+
+
+@cache
+def records(run_dir: Path) -> list[dict[str, Any]]:
+    """Every record of a run's .wandb file."""
+    out = subprocess.run([wandb_cli(), "leet", "inspect", "--json", str(run_dir)],
+                         capture_output=True, text=True, check=True).stdout  # fmt: skip
+    return [json.loads(line) for line in out.splitlines() if line.strip()]
+
+
+def history(run_dir: Path) -> list[dict[str, Any]]:
+    """The logged rows, each with its step under "_step"."""
+    return [r["history"]["item"] for r in records(run_dir) if r["type"] == "history"]
+
+
+def artifacts(run_dir: Path) -> list[dict[str, Any]]:
+    return [r["artifact"] for r in records(run_dir) if r["type"] == "artifact"]
