@@ -18,8 +18,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.dvc_repo import dvc, make_repo  # noqa: E402 - after the path is set
-from tests.s3_server import ACCESS_KEY, BUCKET, SECRET_KEY, S3Server  # noqa: E402
+from tests.dvc_repo import dvc, make_repo
+from tests.s3_server import ACCESS_KEY, BUCKET, SECRET_KEY, S3Server
 
 
 def timed(repo: Path, *args: str) -> float:

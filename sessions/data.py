@@ -10,9 +10,11 @@ DVC itself is only ever run as a child process, so importing this module costs n
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from collections.abc import Callable, Mapping, Sequence
@@ -54,7 +56,7 @@ FAILURES: tuple[tuple[str, str], ...] = (
     (
         r"NoSuchBucket|bucket does not exist",
         "the bucket of remote {remote} does not exist and DVC does not create buckets; "
-        "create it (e.g. `aws s3 mb s3://BUCKET`) or fix the remote's url, then rerun "
+        "create it (for example `aws s3 mb s3://BUCKET`) or fix the remote's url, then rerun "
         "`nox -s data -- {action}`",
     ),
     (
@@ -64,8 +66,7 @@ FAILURES: tuple[tuple[str, str], ...] = (
     ),
     (
         r"No remote provided and no default remote set",
-        "no DVC remote is configured; add one, e.g. "
-        "`dvc remote add --local -d s3 s3://BUCKET/dvc`",
+        "no DVC remote is configured; add one, for example `dvc remote add --local -d s3 s3://BUCKET/dvc`",
     ),
     (
         r"remote '[^']*' doesn't exist",
@@ -114,7 +115,7 @@ def dvc(
 
 def remote_name(args: Sequence[str]) -> str:
     """The remote a DVC command line names with -r/--remote, else the default one."""
-    for flag, value in zip(args, args[1:], strict=False):
+    for flag, value in itertools.pairwise(args):
         if flag in ("-r", "--remote"):
             return f"'{value}'"
     return "(the default remote)"
@@ -183,24 +184,24 @@ def recorded_hash(dvc_file: Path) -> str | None:
 
 
 def workspace_state(root: Path, target: str = DATA_DIR) -> str:
-    """How `target` in the workspace compares with its .dvc file.
+    """How `target` in the workspace compares with the version its .dvc file records.
 
-    One of "current", "deleted", "modified", "not in cache", ... (DVC's own words), or
+    "current" (same content, whether or not the cache holds it), "modified", "deleted", or
     "untracked" when there is no .dvc file.
     """
     if not (root / f"{target}.dvc").is_file():
         return "untracked"
-    result = dvc("status", "--json", f"{target}.dvc", root=root)
+    result = dvc("data", "status", "--json", root=root)
     if result.returncode != 0:
         raise DataError(explain("status", result.output))
     # DVC may print warnings before the JSON document.
     start = result.output.find("{")
-    changes = json.loads(result.output[start:]) if start >= 0 else {}
-    for entry in changes.get(f"{target}.dvc", []):
-        if isinstance(entry, dict):
-            for state in entry.get("changed outs", {}).values():
-                return str(state)
-    return "current" if not changes else "changed"
+    report = json.loads(result.output[start:]) if start >= 0 else {}
+    changes = report.get("uncommitted", {})
+    for state in ("modified", "deleted"):
+        if any(entry.rstrip("/") == target for entry in changes.get(state, [])):
+            return state
+    return "current"
 
 
 def ensure_data(
@@ -242,20 +243,19 @@ def ensure_data(
         notice(f"Notice: training on modified data; {message}.")
         return "modified"
     # Missing from the workspace: the local cache or else the remote may have it.
-    if dvc("checkout", f"{target}.dvc", root=root).returncode == 0 and (
-        workspace_state(root, target) == "current"
-    ):
+    if dvc("checkout", f"{target}.dvc", root=root).returncode == 0:
         notice(f"Restored {target}/ ({recorded}) from the local DVC cache.")
         return "restored"
     pulled = dvc("pull", f"{target}.dvc", root=root)
-    if pulled.returncode == 0 and workspace_state(root, target) == "current":
+    if pulled.returncode == 0:
         notice(f"Pulled {target}/ ({recorded}) from the DVC remote.")
         return "pulled"
-    reason = explain("pull", pulled.output) if pulled.returncode else "pull left it incomplete"
+    reason = explain("pull", pulled.output)
     notice(f"Notice: could not get {target}/ from DVC ({reason}) - regenerating it.")
+    # It was absent before the pull: whatever a failed pull left there is not the user's.
+    shutil.rmtree(path, ignore_errors=True)
     generate(path)
-    after = workspace_state(root, target)
-    if after != "current":
+    if workspace_state(root, target) != "current":
         notice(
             f"Notice: the regenerated {target}/ differs from the version {target}.dvc records "
             f"({recorded}); `dvc add {target}` records the new one, `nox -s data -- pull` "

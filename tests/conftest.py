@@ -61,3 +61,14 @@ class RecordingSession:
 
     def error(self, message: str) -> None:
         raise RuntimeError(message)
+
+
+@pytest.fixture(scope="session")
+def dvc_templates(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Git + DVC repositories built once per run: "empty", and "tracked" (data/ pushed)."""
+    from tests.dvc_repo import build_repo
+
+    return {
+        kind: build_repo(tmp_path_factory.mktemp(f"dvc-{kind}"), tracked=kind == "tracked")
+        for kind in ("empty", "tracked")
+    }

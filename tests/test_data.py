@@ -13,22 +13,22 @@ import pytest
 import sessions.data
 from sessions.data import DataError, ensure_data, explain, run_action
 from tests.conftest import ROOT, RecordingSession
-from tests.dvc_repo import digest_tree, dvc, isolate, make_repo, write_data
+from tests.dvc_repo import copy_repo, digest_tree, dvc, isolate, write_data
 
 
 @pytest.fixture
-def repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, dvc_templates: dict[str, Path]) -> Path:
     isolate(monkeypatch, tmp_path)
-    return make_repo(tmp_path / "repo")
+    return copy_repo(dvc_templates["empty"], tmp_path)
 
 
 @pytest.fixture
-def tracked(repo: Path) -> Path:
+def tracked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, dvc_templates: dict[str, Path]
+) -> Path:
     """A repo whose data/ is recorded in data.dvc and pushed to the local remote."""
-    write_data(repo / "data")
-    dvc(repo, "add", "-q", "data")
-    run_action("push", root=repo)
-    return repo
+    isolate(monkeypatch, tmp_path)
+    return copy_repo(dvc_templates["tracked"], tmp_path)
 
 
 class Generator:
@@ -45,15 +45,23 @@ class Generator:
 
 # --- messages -----------------------------------------------------------------------------
 
+# What DVC 3 prints for each failure (copied from real runs).
 REAL_FAILURES = {
-    "unreachable": 'ERROR: unexpected error - Could not connect to the endpoint URL: "http://127.0.0.1:9/b/x.dir"',
-    "credentials": "ERROR: unexpected error - Forbidden: An error occurred (403) when calling the HeadObject operation: Forbidden",
+    "unreachable": "ERROR: unexpected error - Could not connect to the endpoint URL: "
+    '"http://127.0.0.1:9/b/x.dir"',
+    "credentials": "ERROR: unexpected error - Forbidden: An error occurred (403) when calling "
+    "the HeadObject operation: Forbidden",
     "no credentials": "ERROR: unexpected error - Unable to locate credentials",
-    "bucket": "ERROR: unexpected error - The specified bucket does not exist: An error occurred (NoSuchBucket)",
-    "remote lacks the data": "ERROR: failed to pull data from the cloud - Checkout failed for following targets:\ndata",
-    "no remote": "ERROR: failed to push data to the cloud - config file error: no remote specified. Setup default remote with\n    dvc remote default <remote name>\nor use:\n    dvc push -r <remote name>\nNo remote provided and no default remote set.",
-    "unknown remote": "ERROR: failed to push data to the cloud - config file error: remote 'nonexist' doesn't exist",
-}  # fmt: skip
+    "bucket": "ERROR: unexpected error - The specified bucket does not exist: An error "
+    "occurred (NoSuchBucket)",
+    "remote lacks the data": "ERROR: failed to pull data from the cloud - Checkout failed for "
+    "following targets:\ndata",
+    "no remote": "ERROR: failed to push data to the cloud - config file error: no remote "
+    "specified. Setup default remote with\n    dvc remote default <remote name>\nor use:\n"
+    "    dvc push -r <remote name>\nNo remote provided and no default remote set.",
+    "unknown remote": "ERROR: failed to push data to the cloud - config file error: remote "
+    "'nonexist' doesn't exist",
+}
 EXPECTED = {
     "unreachable": "unreachable",
     "credentials": "rejected the credentials",
@@ -87,7 +95,7 @@ def test_an_unknown_failure_quotes_dvc_error_line() -> None:
 def test_session_rejects_a_missing_or_unknown_action(tmp_path: Path) -> None:
     for posargs in ([], ["fetch"]):
         session = RecordingSession(tmp_path, posargs=posargs)
-        with pytest.raises(RuntimeError, match="pull\\|push\\|status"):
+        with pytest.raises(RuntimeError, match=r"pull\|push\|status"):
             sessions.data.run(session)  # type: ignore[arg-type]
         assert not session.installs
 
@@ -133,7 +141,11 @@ def test_status_reports_workspace_and_remote(
 ) -> None:
     run_action("status", root=tracked)
     out = capsys.readouterr().out
-    assert "up to date" in out.lower()
+    assert "Data and pipelines are up to date" in out
+    assert "Cache and remote 'local' are in sync" in out
+    (tracked / "data" / "part-000.bin").write_bytes(b"edited")
+    run_action("status", root=tracked)
+    assert "modified" in capsys.readouterr().out
 
 
 def test_pull_from_a_remote_without_the_data_fails_clearly(tracked: Path) -> None:
@@ -215,7 +227,7 @@ def test_regenerated_data_that_differ_from_the_record_are_announced(tracked: Pat
 def test_modified_data_stop_training_unless_allowed(tracked: Path) -> None:
     (tracked / "data" / "part-000.bin").write_bytes(b"edited")
     generate = Generator()
-    with pytest.raises(DataError, match="differs from the version data.dvc records"):
+    with pytest.raises(DataError, match=r"differs from the version data\.dvc records"):
         ensure_data(generate, root=tracked)
     assert (tracked / "data" / "part-000.bin").read_bytes() == b"edited", "nothing overwritten"
     notices: list[str] = []
@@ -243,9 +255,11 @@ def test_committed_config_has_a_local_default_remote_outside_the_repo_and_no_sec
 
 
 @pytest.mark.slow
-def test_dvc_yaml_defines_a_train_stage_per_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_dvc_yaml_defines_a_train_stage_per_model(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, dvc_templates: dict[str, Path]
+) -> None:
     isolate(monkeypatch, tmp_path)
-    copy = make_repo(tmp_path / "copy")
+    copy = copy_repo(dvc_templates["empty"], tmp_path)
     for name in ("dvc.yaml", "params.yaml"):
         shutil.copy(ROOT / name, copy / name)
     listed = dvc(copy, "stage", "list")
