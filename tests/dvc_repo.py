@@ -28,11 +28,8 @@ CONFIG = """[core]
 
 def isolated_env(tmp: Path, environ: Mapping[str, str] = os.environ) -> dict[str, str]:
     """DVC and botocore read only what the test gives them; retries are kept short."""
-    env = {
-        k: v
-        for k, v in environ.items()
-        if k not in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_SESSION_TOKEN")
-    }
+    drop = ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_SESSION_TOKEN")
+    env = {k: v for k, v in environ.items() if k not in drop and not k.startswith("COVERAGE")}
     for name in ("DVC_SITE_CACHE_DIR", "DVC_GLOBAL_CONFIG_DIR", "DVC_SYSTEM_CONFIG_DIR"):
         env[name] = str(tmp / name.lower())
     env.update(
@@ -45,7 +42,10 @@ def isolated_env(tmp: Path, environ: Mapping[str, str] = os.environ) -> dict[str
 
 
 def isolate(monkeypatch: pytest.MonkeyPatch, tmp: Path) -> None:
-    for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_SESSION_TOKEN"):
+    """isolated_env for this test's child processes. They skip coverage too: DVC is not our
+    code, and a child measured from a throw-away repo would count the wrong folder."""
+    drop = ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_SESSION_TOKEN")
+    for name in [*drop, *(k for k in os.environ if k.startswith("COVERAGE"))]:
         monkeypatch.delenv(name, raising=False)
     for name, value in isolated_env(tmp, {}).items():
         monkeypatch.setenv(name, value)
