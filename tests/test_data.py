@@ -269,3 +269,15 @@ def test_dvc_yaml_defines_a_train_stage_per_model(
     for name in models:
         assert f"train@{name}" in listed
         assert f"models/{name}.pt" in listed
+
+
+def test_data_session_is_listed_but_not_a_ci_gate() -> None:
+    listed = subprocess.run(
+        [sys.executable, "-m", "nox", "--list", "--json", "-k", "True"],
+        cwd=ROOT, capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    import json
+
+    sessions_by_name = {entry["name"]: entry for entry in json.loads(listed)}
+    assert "pull|push|status" in sessions_by_name["data"]["description"]
+    assert "ci" not in sessions_by_name["data"]["tags"]
