@@ -14,6 +14,7 @@ import nox
 # nox does not put the noxfile's folder on sys.path.
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import sessions.data
 import sessions.export_summary
 import sessions.lint
 import sessions.lock
@@ -74,6 +75,12 @@ def build_image(session: nox.Session) -> None:
 def export_summary(session: nox.Session) -> None:
     """Publish SESSION_SUMMARY.md as a styled .docx and PDF (Rule 4); `-- --help` for options."""
     sessions.export_summary.run(session)
+
+
+@nox.session(python=PYTHON, default=False)
+def data(session: nox.Session) -> None:
+    """Pull, push or check DVC-versioned data and weights: `-- pull|push|status`."""
+    sessions.data.run(session)
 
 
 @nox.session(python=PYTHON, default=False)

@@ -82,3 +82,14 @@ def wandb_offline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[P
     wandb.teardown()
     yield runs
     wandb.teardown()
+
+
+@pytest.fixture(scope="session")
+def dvc_templates(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Git + DVC repositories built once per run: "empty", and "tracked" (data/ pushed)."""
+    from tests.dvc_repo import build_repo
+
+    return {
+        kind: build_repo(tmp_path_factory.mktemp(f"dvc-{kind}"), tracked=kind == "tracked")
+        for kind in ("empty", "tracked")
+    }
