@@ -12,6 +12,7 @@ Each activation is one tracked W&B run; the end prints the first-to-last gradien
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -307,6 +308,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="continue an interrupted run from its checkpoint (its settings win)",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--metrics", type=Path, default=None,
+                   help="also write the final figures per activation to this JSON file")  # fmt: skip
     args = p.parse_args(argv)
     if args.smoke:
         args.epochs, args.samples = SMOKE["epochs"], SMOKE["samples"]
@@ -392,6 +395,8 @@ def run_all(args: argparse.Namespace) -> int:
             results.append(result)
     ckpt.unlink(missing_ok=True)
     print_table(results)
+    if args.metrics:
+        write_metrics(results, args.metrics)
     if tracker.mode == "offline":
         print(f"Look at a run: wandb leet {tracker.run_dir}")
         print(f"Upload it later: wandb sync {tracker.run_dir}")
@@ -402,6 +407,19 @@ def print_table(results: list[RunResult]) -> None:
     print(f"\n{'activation':<12}{'first/last grad norm':>22}{'loss':>8}{'accuracy':>10}")
     for r in results:
         print(f"{r.activation:<12}{r.ratio:>22.2e}{r.loss:>8.3f}{r.accuracy:>10.1%}")
+
+
+def write_metrics(results: list[RunResult], path: Path) -> None:
+    """The final figures as JSON, for `dvc metrics show/diff` (written whole or not at all)."""
+    figures = {
+        r.activation: {"first_to_last": r.ratio, "loss": r.loss, "accuracy": r.accuracy}
+        for r in results
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".part")
+    partial.write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")
+    partial.replace(path)
+    print(f"Metrics: {path}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

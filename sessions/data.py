@@ -28,8 +28,8 @@ from sessions.venv import install_groups
 if TYPE_CHECKING:
     import nox
 
-ACTIONS = ("pull", "push", "status")
-USAGE = "usage: nox -s data -- pull|push|status [dvc options, e.g. -r s3 or a target]"
+ACTIONS = ("pull", "push", "status", "ensure")
+USAGE = "usage: nox -s data -- pull|push|status|ensure [dvc options, e.g. -r s3 or a target]"
 # The data set that training reads, tracked by DATA_DIR.dvc at the repository root.
 DATA_DIR = "data"
 
@@ -139,6 +139,9 @@ def run_action(action: str, args: Sequence[str] = (), *, root: Path = ROOT) -> N
     """Run one `nox -s data` action; raise DataError with one sentence when it fails."""
     if action not in ACTIONS:
         raise DataError(f"unknown action {action!r}; {USAGE}")
+    if action == "ensure":
+        ensure_training_data(root, allow_modified="--allow-modified" in args)
+        return
     steps: list[list[str]] = [[action, *args]]
     if action == "status":
         # Workspace vs cache first, then cache vs remote (needs the remote).
@@ -262,6 +265,16 @@ def ensure_data(
             "fetches the recorded one once a remote is reachable."
         )
     return "regenerated"
+
+
+def ensure_training_data(root: Path = ROOT, *, allow_modified: bool = False) -> str:
+    """`ensure_data` for the data set the training scripts read, with its real generator."""
+    from experiments.synthetic_data import generate  # noqa: PLC0415 - needs numpy/matplotlib
+
+    state = ensure_data(generate, root=root, allow_modified=allow_modified)
+    if state == "current":
+        print(f"{DATA_DIR}/ matches {DATA_DIR}.dvc.")
+    return state
 
 
 if __name__ == "__main__":

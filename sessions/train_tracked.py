@@ -51,7 +51,9 @@ def run(session: nox.Session, *, smoke: bool = False) -> None:
         args = command(list(session.posargs)) + (list(SMOKE_OPTIONS) if smoke else [])
     except ValueError as error:
         session.error(str(error))
-    install_groups(session, "train")
+    install_groups(session, "train", "data")
+    # Train on the data set data.dvc records: pulled, restored or regenerated, never stale.
+    session.run("python", "-m", "sessions.data", "ensure", env={"PYTHONPATH": str(ROOT)})
     if not (os.environ.get("WANDB_MODE") or os.environ.get("WANDB_API_KEY")):
         # The logging layer's own default; said here so the user knows before the run starts.
         session.log("W&B is not configured: tracking offline (set WANDB_API_KEY to go online).")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import sys
@@ -206,3 +207,17 @@ def test_forcing_cuda_without_one_fails_cleanly(
 ) -> None:
     assert demo.main(options(data_dir, tmp_path, "--device", "cuda")) == 2
     assert "sees no CUDA device" in capsys.readouterr().err
+
+
+def test_metrics_file_holds_the_final_figures_per_activation(
+    data_dir: Path, tmp_path: Path
+) -> None:
+    metrics = tmp_path / "metrics" / "demo.json"
+    argv = options(data_dir, tmp_path, "--activation", "sigmoid", "relu", "--wandb-mode",
+                   "disabled", "--metrics", str(metrics))  # fmt: skip
+    assert demo.main(argv) == 0
+    figures = json.loads(metrics.read_text(encoding="utf-8"))
+    assert set(figures) == {"sigmoid", "relu"}
+    assert figures["sigmoid"]["first_to_last"] < 1e-2 * figures["relu"]["first_to_last"]
+    assert 0.0 <= figures["relu"]["accuracy"] <= 1.0
+    assert not list(metrics.parent.glob("*.part"))
