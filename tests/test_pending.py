@@ -8,7 +8,7 @@ import pytest
 
 from tests.conftest import ROOT
 
-PENDING: list[str] = ["security", "train-tracked", "build-image", "export-summary"]
+PENDING: list[str] = ["security", "train-tracked", "export-summary"]
 
 
 @pytest.mark.parametrize("name", PENDING)
