@@ -41,6 +41,14 @@ def engine() -> None:
         pytest.skip(f"no Docker engine configured: {problem}")
 
 
+def reuse_options() -> build_image.Options:
+    """Options matching what the last `nox -s build-image` left in the build inputs, so its
+    cached layers are reused (a wheelhouse there means no PyTorch index)."""
+    wheels = build_image.BUILD_INPUTS / "wheels"
+    has_wheels = wheels.is_dir() and any(wheels.glob("*.whl"))
+    return build_image.Options(network="host", wheelhouse=wheels if has_wheels else None)
+
+
 def build_context(target: Path) -> Path:
     """A copy of what `docker build .` sends: tracked files, the build inputs, and a `.env`
     holding a dummy key, as a careless developer might have."""
@@ -49,7 +57,7 @@ def build_context(target: Path) -> Path:
     ).stdout.split("\0")
     inputs = ROOT / "docker" / "build-inputs"
     extra = [p.relative_to(ROOT).as_posix() for p in inputs.rglob("*") if p.is_file()]
-    for name in filter(None, [*files, *extra]):
+    for name in dict.fromkeys(filter(None, [*files, *extra])):
         source, copy = ROOT / name, target / name
         if source.is_file():
             copy.parent.mkdir(parents=True, exist_ok=True)
@@ -57,9 +65,7 @@ def build_context(target: Path) -> Path:
                 copy.hardlink_to(source)
             except OSError:
                 shutil.copy2(source, copy)
-    (target / ".env").write_text(
-        "".join(f"{k}={v}\n" for k, v in DUMMY.items()), encoding="utf-8"
-    )
+    (target / ".env").write_text("".join(f"{k}={v}\n" for k, v in DUMMY.items()), encoding="utf-8")
     return target
 
 
@@ -67,7 +73,7 @@ def build_context(target: Path) -> Path:
 def image(engine: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The real Dockerfile built with dummy keys in the environment and in `.env`."""
     context = build_context(tmp_path_factory.mktemp("context"))
-    options = build_image.Options(network="host")
+    options = reuse_options()
     command = build_image.build_command(options, None, "test", context=context, tags=[IMAGE])
     result = subprocess.run(
         command, env={**os.environ, **DUMMY}, capture_output=True, text=True, timeout=1800
