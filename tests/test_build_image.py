@@ -128,10 +128,16 @@ def test_smoke_without_host_user_or_network(tmp_path: Path) -> None:
 
 def test_smoke_training_step_really_trains(tmp_path: Path) -> None:
     """The smoke program is valid Python that saves loadable weights (run here, not in Docker)."""
+    import sys
+
     import torch
 
+    script = tmp_path / "smoke.py"
     code = build_image.SMOKE_TRAIN.replace("/workspace/models", tmp_path.as_posix())
-    exec(compile(code, "smoke", "exec"), {})
+    script.write_text(code, encoding="utf-8")
+    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert "smoke step: loss=" in result.stdout
     state = torch.load(tmp_path / build_image.SMOKE_WEIGHTS)
     assert set(state) == {"0.weight", "0.bias", "2.weight", "2.bias"}
 
