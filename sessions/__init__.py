@@ -1,1 +1,2 @@
 """What each nox session does. `noxfile.py` declares the sessions; these modules do the work."""
+# changed

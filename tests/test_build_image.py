@@ -1,0 +1,248 @@
+"""The `build-image` session without an engine: options, commands, build inputs, fail-closed.
+
+The Docker files themselves (hadolint, compose, .dockerignore) are checked in
+test_docker_files.py; builds and runs on a real engine in test_image_engine.py.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from sessions import build_image
+from sessions.build_image import OptionError, Options
+from tests.conftest import ROOT
+
+SHA = "0123456789abcdef0123456789abcdef01234567"
+PEM = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
+
+
+def test_default_options() -> None:
+    assert build_image.parse_options([]) == Options()
+
+
+def test_options_are_parsed(tmp_path: Path) -> None:
+    ca = tmp_path / "ca.pem"
+    ca.write_text(PEM, encoding="utf-8")
+    options = build_image.parse_options(
+        ["--tag", "v1", "--tag", "exp.2", "--cuda", "cu128", "--no-cache",
+         "--extra-ca", str(ca), "--wheelhouse", str(tmp_path), "--network", "host"]
+    )  # fmt: skip
+    assert options == Options(
+        tags=("v1", "exp.2"), cuda="cu128", no_cache=True, extra_ca=ca,
+        wheelhouse=tmp_path, network="host",
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--cuda", "12.8"], "CUDA variant such as cu128"),
+        (["--cuda", "cuda"], "CUDA variant"),
+        (["--tag", "a/b"], "not a valid image tag"),
+        (["--tag", ""], "not a valid image tag"),
+        (["--extra-ca", "/no/such/ca.pem"], "is not a file"),
+        (["--wheelhouse", "/no/such/folder"], "is not a folder"),
+        (["--colour"], "unrecognized arguments"),
+        (["--tag"], "expected one argument"),
+    ],
+)
+def test_bad_options_raise_a_clear_error(argv: list[str], message: str) -> None:
+    with pytest.raises(OptionError, match=message):
+        build_image.parse_options(argv)
+
+
+def test_help_lists_every_option() -> None:
+    text = build_image.usage()
+    for option in ("--tag", "--cuda", "--no-cache", "--extra-ca", "--wheelhouse", "--network"):
+        assert option in text
+
+
+def test_tags_are_commit_and_latest_then_extras() -> None:
+    options = Options(tags=("paper",))
+    assert build_image.image_tags(options, SHA) == [
+        "gradient-lab:0123456789ab", "gradient-lab:latest", "gradient-lab:paper",
+    ]  # fmt: skip
+    assert build_image.image_tags(Options(), f"{SHA}-dirty")[0] == "gradient-lab:0123456789ab-dirty"
+    assert build_image.image_tags(Options(), None) == ["gradient-lab:latest"]
+
+
+def test_cuda_images_get_their_own_tags() -> None:
+    tags = build_image.image_tags(Options(cuda="cu128"), SHA)
+    assert tags == ["gradient-lab:0123456789ab-cu128", "gradient-lab:latest-cu128"]
+
+
+def build_args(command: list[str]) -> dict[str, str]:
+    values = [command[i + 1] for i, arg in enumerate(command) if arg == "--build-arg"]
+    return dict(value.split("=", 1) for value in values)
+
+
+def test_default_build_command() -> None:
+    command = build_image.build_command(Options(), SHA, "2026-01-02T03:04:05Z")
+    assert command[:2] == ["docker", "build"]
+    assert command[-1] == str(ROOT)
+    assert command[command.index("--file") + 1] == str(ROOT / "Dockerfile")
+    assert [command[i + 1] for i, a in enumerate(command) if a == "--tag"] == [
+        "gradient-lab:0123456789ab", "gradient-lab:latest",
+    ]  # fmt: skip
+    assert build_args(command) == {"VCS_REF": SHA, "BUILD_DATE": "2026-01-02T03:04:05Z"}
+    assert "--no-cache" not in command and "--network" not in command
+
+
+def test_build_command_options(tmp_path: Path) -> None:
+    options = Options(cuda="cu130", no_cache=True, wheelhouse=tmp_path, network="host")
+    command = build_image.build_command(options, None, "now", context=tmp_path)
+    assert build_args(command) == {
+        "VCS_REF": "unknown", "BUILD_DATE": "now", "TORCH_VARIANT": "cu130",
+        "TORCH_INDEX_URL": "",
+    }  # fmt: skip
+    assert "--no-cache" in command
+    assert command[command.index("--network") + 1] == "host"
+    assert command[-1] == str(tmp_path)
+
+
+def test_build_args_name_real_dockerfile_args() -> None:
+    dockerfile = (ROOT / "Dockerfile").read_text(encoding="utf-8")
+    options = Options(cuda="cu128", wheelhouse=ROOT)
+    for name in build_args(build_image.build_command(options, SHA, "now")):
+        assert f"ARG {name}=" in dockerfile, name
+
+
+def test_smoke_runs_imports_as_image_user_then_trains_as_host_user(tmp_path: Path) -> None:
+    imports, train = build_image.smoke_commands("img:1", tmp_path, "1001:1002", "host")
+    assert imports[:5] == ["docker", "run", "--rm", "--network", "host"]
+    assert "--user" not in imports and imports[-4:-2] == ["img:1", "python"]
+    assert "import os, torch, wandb, dvc.api" in imports[-1]
+    assert train[train.index("--volume") + 1] == f"{tmp_path.resolve()}:/workspace/models"
+    assert train[train.index("--user") + 1] == "1001:1002"
+    assert "HOME=/tmp" in train
+    assert f"/workspace/models/{build_image.SMOKE_WEIGHTS}" in train[-1]
+
+
+def test_smoke_without_host_user_or_network(tmp_path: Path) -> None:
+    _, train = build_image.smoke_commands("img", tmp_path, None, None)
+    assert "--user" not in train and "--network" not in train
+
+
+def test_smoke_training_step_really_trains(tmp_path: Path) -> None:
+    """The smoke program is valid Python that saves loadable weights (run here, not in Docker)."""
+    import sys
+
+    import torch
+
+    script = tmp_path / "smoke.py"
+    code = build_image.SMOKE_TRAIN.replace("/workspace/models", tmp_path.as_posix())
+    script.write_text(code, encoding="utf-8")
+    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert "smoke step: loss=" in result.stdout
+    state = torch.load(tmp_path / build_image.SMOKE_WEIGHTS)
+    assert set(state) == {"0.weight", "0.bias", "2.weight", "2.bias"}
+
+
+def test_host_user_is_numeric_uid_gid() -> None:
+    user = build_image.host_user()
+    if user is not None:
+        uid, gid = user.split(":")
+        assert uid.isdigit() and gid.isdigit()
+
+
+def test_build_inputs_are_filled_then_emptied(tmp_path: Path) -> None:
+    folder = tmp_path / "inputs"
+    folder.mkdir()
+    (folder / "README.md").write_text("keep", encoding="utf-8")
+    ca = tmp_path / "corp.pem"
+    ca.write_text(PEM, encoding="utf-8")
+    wheelhouse = tmp_path / "wheels"
+    wheelhouse.mkdir()
+    (wheelhouse / "pkg-1.0-py3-none-any.whl").write_bytes(b"wheel")
+    (wheelhouse / "notes.txt").write_text("not a wheel", encoding="utf-8")
+
+    build_image.prepare_build_inputs(Options(extra_ca=ca, wheelhouse=wheelhouse), folder)
+    assert (folder / "ca.crt").read_text(encoding="utf-8") == PEM
+    assert [p.name for p in (folder / "wheels").iterdir()] == ["pkg-1.0-py3-none-any.whl"]
+
+    build_image.prepare_build_inputs(Options(), folder)
+    assert sorted(p.name for p in folder.iterdir()) == ["README.md", "wheels"]
+    assert not any((folder / "wheels").iterdir())
+
+
+def test_build_inputs_reject_what_pip_cannot_use(tmp_path: Path) -> None:
+    not_pem = tmp_path / "ca.txt"
+    not_pem.write_text("hello", encoding="utf-8")
+    with pytest.raises(OptionError, match="no PEM certificate"):
+        build_image.prepare_build_inputs(Options(extra_ca=not_pem), tmp_path / "a")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(OptionError, match=r"no \.whl files"):
+        build_image.prepare_build_inputs(Options(wheelhouse=empty), tmp_path / "b")
+
+
+def test_git_revision_is_the_checked_out_commit() -> None:
+    revision = build_image.git_revision()
+    assert revision is not None
+    head = subprocess.run(
+        ["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout.strip()
+    assert revision.removesuffix("-dirty") == head
+
+
+def test_git_revision_outside_a_repository(tmp_path: Path) -> None:
+    assert build_image.git_revision(tmp_path) is None
+
+
+def test_human_size() -> None:
+    assert build_image.human_size(1_070_000_000) == "1.07 GB"
+    assert build_image.human_size(215_000_000) == "215 MB"
+
+
+def test_no_engine_is_one_sentence(tmp_path: Path) -> None:
+    import os
+
+    env = dict(os.environ, DOCKER_HOST=f"unix://{tmp_path / 'missing.sock'}")
+    problem = build_image.engine_problem(env)
+    if problem == build_image.NO_CLIENT:
+        pytest.skip("no docker client on this machine: the no-client case is tested below")
+    assert problem == build_image.NO_ENGINE.format(where=f" at {env['DOCKER_HOST']}")
+    assert problem.count(". ") == 0 and problem.endswith(".")
+
+
+def test_no_client_is_one_sentence(tmp_path: Path) -> None:
+    assert build_image.engine_problem({"PATH": str(tmp_path)}) == build_image.NO_CLIENT
+
+
+@pytest.mark.slow
+def test_session_fails_closed_without_an_engine(
+    tmp_path: Path, nox_cmd: list[str], child_env: dict[str, str]
+) -> None:
+    env = dict(child_env, DOCKER_HOST=f"unix://{tmp_path / 'missing.sock'}")
+    result = subprocess.run(
+        [*nox_cmd, "--no-venv", "-s", "build-image"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, output
+    assert "No Docker engine answers at unix://" in output or "`docker` command" in output
+
+
+@pytest.mark.slow
+def test_session_rejects_bad_options_before_building(
+    nox_cmd: list[str], child_env: dict[str, str]
+) -> None:
+    result = subprocess.run(
+        [*nox_cmd, "--no-venv", "-s", "build-image", "--", "--cuda", "12.8"],
+        cwd=ROOT, env=child_env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert "build-image: --cuda takes a CUDA variant such as cu128" in output
+    assert "nox -s build-image -- --help" in output
+
+
+def test_explicit_tags_replace_the_defaults() -> None:
+    command = build_image.build_command(Options(), SHA, "now", tags=["gradient-lab:pytest"])
+    assert [command[i + 1] for i, a in enumerate(command) if a == "--tag"] == [
+        "gradient-lab:pytest"
+    ]
