@@ -309,7 +309,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--metrics", type=Path, default=None,
-                   help="also write the final figures per activation to this JSON file")  # fmt: skip
+                   help="also write the final figures per activation to this JSON")  # fmt: skip
     args = p.parse_args(argv)
     if args.smoke:
         args.epochs, args.samples = SMOKE["epochs"], SMOKE["samples"]

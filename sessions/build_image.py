@@ -26,7 +26,7 @@ IMAGE = "gradient-lab"
 DOCKERFILE = ROOT / "Dockerfile"
 BUILD_INPUTS = ROOT / "docker" / "build-inputs"
 MODELS = ROOT / "models"
-SMOKE_WEIGHTS = "build-image-smoke.pt"
+SMOKE_WEIGHTS = "build-image-smoke-relu.pt"
 
 NO_CLIENT = (
     "The `docker` command is not installed: install Docker Engine or Docker Desktop "
@@ -44,20 +44,21 @@ SMOKE_IMPORTS = (
     "assert os.getuid() != 0, 'the image runs as root'\n"
     "print(f'uid={os.getuid()} torch={torch.__version__} wandb={wandb.__version__}')\n"
 )
-# One step of a tiny model, saved into the mounted models/ folder.
-# TODO: switch to `python -m experiments.demo_vanishing_gradients --smoke` once it exists.
-SMOKE_TRAIN = f"""
-import torch
-torch.manual_seed(0)
-model = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.Sigmoid(), torch.nn.Linear(16, 1))
-optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
-x = torch.randn(32, 8)
-loss = torch.nn.functional.mse_loss(model(x), x.sum(dim=1, keepdim=True))
-loss.backward()
-optimizer.step()
-torch.save(model.state_dict(), '/workspace/models/{SMOKE_WEIGHTS}')
-print(f'smoke step: loss={{loss.item():.4f}}')
-"""
+# The demo's smoke run (a few seconds), its weights saved into the mounted models/ folder.
+# Scratch (data, W&B run) goes to /tmp: an arbitrary host uid may not own /workspace.
+SMOKE_TRAIN = (
+    "python", "-m", "experiments.demo_vanishing_gradients", "--smoke", "--no-progress",
+    "--activation", "relu", "--name", "build-image-smoke", "--wandb-mode", "offline",
+    "--run-dir", "/tmp", "--data-dir", "/tmp/data", "--models-dir", "/workspace/models",
+)  # fmt: skip
+
+
+# Options a machine can set once in its environment (CI behind a proxy, without a registry).
+ENV_DEFAULTS = {
+    "extra_ca": "BUILD_IMAGE_EXTRA_CA",
+    "wheelhouse": "BUILD_IMAGE_WHEELHOUSE",
+    "network": "BUILD_IMAGE_NETWORK",
+}
 
 
 class OptionError(ValueError):
@@ -102,6 +103,9 @@ def _parser() -> _Parser:
     parser.add_argument(
         "--network", metavar="MODE", help="network for build and smoke runs, e.g. host"
     )
+    parser.epilog = "Defaults from the environment: " + ", ".join(
+        f"{var} (--{key.replace('_', '-')})" for key, var in ENV_DEFAULTS.items()
+    )
     return parser
 
 
@@ -109,8 +113,12 @@ def usage() -> str:
     return _parser().format_help()
 
 
-def parse_options(posargs: Sequence[str]) -> Options:
-    args = _parser().parse_args(list(posargs))
+def parse_options(posargs: Sequence[str], environ: Mapping[str, str] = os.environ) -> Options:
+    parser = _parser()
+    parser.set_defaults(
+        **{key: environ[var] for key, var in ENV_DEFAULTS.items() if environ.get(var)}
+    )
+    args = parser.parse_args(list(posargs))
     cuda = args.cuda
     if cuda is not None and (not cuda.startswith("cu") or not cuda[2:].isdigit()):
         raise OptionError(f"--cuda takes a CUDA variant such as cu128, not {cuda!r}")
@@ -225,7 +233,7 @@ def smoke_commands(
         train += ["--user", user, "--env", "HOME=/tmp"]
     return [
         [*base, image, "python", "-c", SMOKE_IMPORTS],
-        [*train, image, "python", "-c", SMOKE_TRAIN],
+        [*train, image, *SMOKE_TRAIN],
     ]
 
 
