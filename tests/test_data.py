@@ -266,9 +266,9 @@ def test_dvc_yaml_defines_a_train_stage_per_model(
     import yaml
 
     models = yaml.safe_load((ROOT / "params.yaml").read_text(encoding="utf-8"))["models"]
-    for name in models:
+    for name, model in models.items():
         assert f"train@{name}" in listed
-        assert f"models/{name}.pt" in listed
+        assert f"models/{name}-{model['activation']}.pt" in listed
 
 
 def test_data_session_is_listed_but_not_a_ci_gate() -> None:
