@@ -37,11 +37,11 @@ from typing import Any
 
 import numpy
 import torch
+import wandb
 from PIL import Image
 from torch import nn
 from tqdm import tqdm
 
-import wandb
 from experiments.paths import DATA_DVC, DEFAULT_RUN_DIR, MODELS_DIR, ROOT
 
 PROJECT = "gradient-lab"

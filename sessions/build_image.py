@@ -49,7 +49,8 @@ SMOKE_IMPORTS = (
 SMOKE_TRAIN = (
     "python", "-m", "experiments.demo_vanishing_gradients", "--smoke", "--no-progress",
     "--activation", "relu", "--name", "build-image-smoke", "--wandb-mode", "offline",
-    "--run-dir", "/tmp", "--data-dir", "/tmp/data", "--models-dir", "/workspace/models",
+    "--run-dir", "/tmp", "--data-dir", "/tmp/data",  # nosec B108 - the container's /tmp
+    "--models-dir", "/workspace/models",
 )  # fmt: skip
 
 

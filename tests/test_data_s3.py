@@ -136,7 +136,10 @@ def test_interrupted_push_is_completed_by_a_rerun(
     dvc_templates: dict[str, Path],
 ) -> None:
     repo = s3_repo(tmp_path, monkeypatch, dvc_templates["tracked"], server.endpoint)
-    write_data(repo / "data", files=120, size=32 * 1024, seed=5)
+    # Enough small files that a one-at-a-time push lasts seconds, even on a fast machine.
+    files = 1000
+    write_data(repo / "data", files=files, size=2 * 1024, seed=5)
+    expected = files + 2  # the template's own file and the .dir listing come too
     dvc(repo, "add", "-q", "data")
     before = snapshot(repo)
     start = server.object_count()
@@ -147,14 +150,14 @@ def test_interrupted_push_is_completed_by_a_rerun(
     )  # fmt: skip
     deadline = time.monotonic() + 60
     while server.object_count() < start + 5 and time.monotonic() < deadline:
-        time.sleep(0.05)
+        time.sleep(0.01)
     push.kill()
     push.wait()
     landed = server.object_count() - start
-    assert 0 < landed < 122, f"the push was not interrupted midway ({landed} objects)"
+    assert 0 < landed < expected, f"the push was not interrupted midway ({landed} objects)"
     assert snapshot(repo) == before
     run_action("push", root=repo)
-    assert server.object_count() - start == 122  # 121 files + the .dir listing
+    assert server.object_count() - start == expected
     shutil.rmtree(repo / "data")
     shutil.rmtree(repo / ".dvc" / "cache")
     run_action("pull", root=repo)

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from experiments import demo_vanishing_gradients as demo
-from experiments import synthetic_data
+from experiments import synthetic_data, tracking
 from experiments.tracking import VANISHING_RATIO, Tracker
 from tests.conftest import ROOT
 from tests.wandb_runs import artifacts, history, inspect, run_dirs
@@ -82,7 +82,8 @@ def test_tracked_run_records_config_history_and_weights(
         assert config["provenance"]["device"] == "cpu"
         assert config["provenance"]["torch"] == torch.__version__
         assert len(config["provenance"]["git_commit"]) == 40
-        assert config["provenance"]["data_version"] == "untracked"
+        # The demo read data from a temporary folder; the version is what data.dvc records.
+        assert config["provenance"]["data_version"] == tracking.data_version(ROOT / "data.dvc")
         rows = [row for row in history(run_dir) if "loss" in row]
         assert len(rows) == 6  # 3 epochs x 4 steps, logged every 2
         assert [row["_step"] for row in rows] == [1, 3, 5, 7, 9, 11]

@@ -33,8 +33,7 @@ def lint_project(tmp_path: Path, module: str, nox_cmd: list[str], env: dict[str,
     shutil.copytree(ROOT / "sessions", project / "sessions", ignore=ignore)
     for name in ("noxfile.py", "pyproject.toml"):
         shutil.copy2(ROOT / name, project / name)
-    (project / "experiments").mkdir()
-    (project / "experiments" / "__init__.py").write_text('"""Planted."""\n', encoding="utf-8")
+    shutil.copytree(ROOT / "experiments", project / "experiments", ignore=ignore)
     (project / "experiments" / "planted.py").write_text(module, encoding="utf-8")
     result = subprocess.run(
         [*nox_cmd, "--no-venv", "-s", "lint"],

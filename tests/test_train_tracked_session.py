@@ -25,19 +25,22 @@ def test_default_is_the_demo_and_options_pass_through() -> None:
     assert "tracking" not in train_tracked.training_scripts()
 
 
-def test_session_installs_the_train_group_only(tmp_path: Path) -> None:
+def test_session_installs_train_and_data_groups_and_ensures_data_first(tmp_path: Path) -> None:
     session = RecordingSession(tmp_path, posargs=["--epochs", "2", "--activation", "relu"])
     train_tracked.run(session)  # type: ignore[arg-type]
     (install,) = session.installs
-    assert "torch==2.13.0" in install and not any("pytest" in arg for arg in install)
-    assert session.runs == [("python", "-m", "experiments.demo_vanishing_gradients",
-                             "--epochs", "2", "--activation", "relu")]  # fmt: skip
+    assert "torch==2.13.0" in install and any(arg.startswith("dvc[s3]") for arg in install)
+    assert not any("pytest" in arg for arg in install)
+    ensure, train = session.runs
+    assert ensure == ("python", "-m", "sessions.data", "ensure")  # data.dvc's data set first
+    assert train == ("python", "-m", "experiments.demo_vanishing_gradients",
+                     "--epochs", "2", "--activation", "relu")  # fmt: skip
 
 
 def test_smoke_variant_adds_the_smoke_options_after_the_users(tmp_path: Path) -> None:
     session = RecordingSession(tmp_path, posargs=["--seed", "3"])
     train_tracked.run(session, smoke=True)  # type: ignore[arg-type]
-    (run,) = session.runs
+    run = session.runs[-1]
     assert run[3:] == ("--seed", "3", *train_tracked.SMOKE_OPTIONS)
 
 
