@@ -11,11 +11,16 @@
 
 What it records: the config plus provenance (git commit and dirty flag, data version, device,
 library versions); loss and other scalars averaged over each logging interval; the gradient
-norm of every layer (`grad_norm/<layer>`) and W&B's gradient histograms; images; the weights,
-saved under models/ and logged as an artifact; and a vanishing/exploding-gradient check.
+norm of every layer (`grad_norm/<layer>`); gradient histograms of every parameter under the
+keys and bins `wandb.watch` uses (`gradients/<parameter>`, 64 bins over min..max); images; the
+weights, saved under models/ and logged as an artifact; and a vanishing/exploding-gradient check.
 
 Cost: nothing leaves the device between logging steps. Every `log_every` steps all per-layer
-norms are computed with one `torch._foreach_norm` and reach the host in one transfer.
+norms are computed with one `torch._foreach_norm`, reach the host in one transfer and go to W&B
+as one row, which a background thread hands to `run.log` (each call waits for a round trip to
+W&B's service); every `watch_every` steps that same row carries the histograms. (They are drawn
+here rather than by `wandb.watch`: its hooks run in every backward pass and send one message
+per parameter, which cost the demo more than all the rest together.)
 
 Mode: `WANDB_MODE` when set, online when `WANDB_API_KEY` is set, else offline (no account
 needed). Tests that do not test tracking pass `mode="disabled"`.
@@ -24,14 +29,18 @@ needed). Tests that do not test tracking pass `mode="disabled"`.
 from __future__ import annotations
 
 import io
+import math
 import os
 import platform
+import queue
 import re
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager, suppress
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -47,8 +56,9 @@ from experiments.paths import DATA_DVC, DEFAULT_RUN_DIR, MODELS_DIR, ROOT
 PROJECT = "gradient-lab"
 MODES = ("online", "offline", "disabled")
 DEFAULT_LOG_EVERY = 10
-# Histograms cost far more than norms: every 100 backward passes keeps them near free.
+# Histograms cost far more than norms: every 100 steps keeps them near free.
 DEFAULT_WATCH_EVERY = 100
+HISTOGRAM_BINS = 64  # as wandb.watch draws them
 # First layer's gradient norm over the last layer's: below VANISHING the input layers barely
 # learn (the 100x the demo teaches), above EXPLODING they swamp the rest.
 VANISHING_RATIO = 1e-2
@@ -129,13 +139,15 @@ class LayerGradNorms:
     def __init__(self, model: nn.Module) -> None:
         self.names: list[str] = []
         self.params: list[torch.Tensor] = []
+        self.param_names: list[str] = []  # as model.named_parameters() calls them
         owners: list[int] = []
         for name, module in model.named_modules():
-            own = [p for p in module.parameters(recurse=False) if p.requires_grad]
+            own = [(n, p) for n, p in module.named_parameters(recurse=False) if p.requires_grad]
             if own:
                 owners += [len(self.names)] * len(own)
                 self.names.append(name or type(module).__name__)
-                self.params += own
+                self.params += [p for _, p in own]
+                self.param_names += [f"{name}.{n}" if name else n for n, _ in own]
         if not self.names:
             raise TrackingError("The model has no trainable parameters to track.")
         self._owners = owners
@@ -152,6 +164,43 @@ class LayerGradNorms:
         sums = torch.zeros(len(self.names), device=device).index_add_(0, index, squares)
         return sums.sqrt()
 
+    def histograms(self, bins: int = HISTOGRAM_BINS) -> dict[str, wandb.Histogram]:
+        """`gradients/<parameter>` histograms of the gradients, drawn as `wandb.watch` draws
+        them (over min..max, non-finite values left out, one bin for a constant tensor)."""
+        named = [(n, p.grad.detach().flatten().float())
+                 for n, p in zip(self.param_names, self.params, strict=True)
+                 if p.grad is not None]  # fmt: skip
+        if not named:
+            return {}
+        # Every range in one transfer; the counts in a second.
+        ranges = torch.stack([torch.stack(torch.aminmax(g)) for _, g in named]).tolist()
+        spans = [(name, *span) for (name, grad), (low, high) in zip(named, ranges, strict=True)
+                 if (span := _finite_span(grad, low, high))]  # fmt: skip
+        if not spans:
+            return {}
+        counts = torch.stack([g.histc(bins, lo, hi) for _, g, lo, hi in spans]).tolist()
+        result = {}
+        for (name, grad, low, high), count in zip(spans, counts, strict=True):
+            if low == high:
+                histogram = (numpy.array([float(grad.numel())]), numpy.array([low, high]))
+            else:
+                histogram = (numpy.array(count), numpy.linspace(low, high, bins + 1))
+            result[f"gradients/{name}"] = wandb.Histogram(np_histogram=histogram)
+        return result
+
+
+def _finite_span(
+    grad: torch.Tensor, low: float, high: float
+) -> tuple[torch.Tensor, float, float] | None:
+    """The gradient without inf and nan, and its range; None when nothing finite is left."""
+    if math.isfinite(low) and math.isfinite(high):
+        return grad, low, high
+    finite = grad[grad.isfinite()]
+    if not finite.numel():
+        return None
+    low, high = torch.stack(torch.aminmax(finite)).tolist()
+    return finite, low, high
+
 
 def gradient_health(ratio: float) -> str:
     """ "vanishing", "exploding" or "healthy" for a first-to-last layer gradient-norm ratio."""
@@ -167,20 +216,65 @@ def _warn(message: str) -> None:
     tqdm.write(f"WARNING: {message}", file=sys.stderr)
 
 
+class BackgroundCalls:
+    """Makes a run's W&B calls on one background thread, in the order they were queued.
+
+    Each W&B call waits for a round trip to W&B's service: over a millisecond on a busy
+    machine, tens for a process's first row. Queued, none of it waits in the training loop.
+    After a call fails the rest are dropped; `close()` waits for the queue and raises that failure.
+    """
+
+    def __init__(self) -> None:
+        self._calls: queue.SimpleQueue[Callable[[], object] | None] = queue.SimpleQueue()
+        self._error: Exception | None = None
+        self._thread = threading.Thread(target=self._work, name="wandb-calls", daemon=True)
+        self._thread.start()
+
+    def put(self, call: Callable[[], object]) -> None:
+        self._calls.put(call)
+
+    def close(self) -> None:
+        self._calls.put(None)
+        self._thread.join()
+        error, self._error = self._error, None
+        if error is not None:
+            raise TrackingError(f"A W&B call failed: {error}") from error
+
+    def _work(self) -> None:
+        while (call := self._calls.get()) is not None:
+            if self._error is None:
+                try:
+                    call()
+                except Exception as error:  # raised in the training thread by close()
+                    self._error = error
+
+
 class Tracker:
     """One tracked run. Made by `track()`; its methods are all a training loop needs."""
 
     def __init__(
-        self, run: Any, model: nn.Module, mode: str, log_every: int, models_dir: Path
+        self,
+        run: Any,
+        model: nn.Module,
+        mode: str,
+        log_every: int,
+        models_dir: Path,
+        *,
+        watch_every: int = DEFAULT_WATCH_EVERY,
+        background: bool = False,
     ) -> None:
+        """`background`: make W&B calls on a `BackgroundCalls` thread; `close()` ends it."""
         self.run = run
         self.mode = mode
         self.log_every = log_every
+        self.watch_every = watch_every
         self.models_dir = models_dir
         self.norms = LayerGradNorms(model)
-        self._sums: dict[str, torch.Tensor] = {}
+        self._background = BackgroundCalls() if background else None
+        self._values: dict[str, list[torch.Tensor]] = {}
         self._count = 0
         self.last_norms: dict[str, float] = {}
+        self.last_ratio: float | None = None
         self.flags: set[str] = set()
         # A loop that stops itself (a signal) sets this; None means "as the block ended".
         self.exit_code: int | None = None
@@ -202,37 +296,54 @@ class Tracker:
         """
         for key, value in metrics.items():
             if not isinstance(value, int | float):
-                detached = value.detach()
-                self._sums[key] = self._sums[key] + detached if key in self._sums else detached
+                # Kept, not added up: a list append costs less than a kernel call per step.
+                self._values.setdefault(key, []).append(value.detach())
         self._count += 1
         if (step + 1) % self.log_every == 0:
             self._log(step, metrics)
 
     def _log(self, step: int, metrics: Mapping[str, torch.Tensor | float]) -> None:
         norms = self.norms.compute()
-        means = [total.float().reshape(()) / self._count for total in self._sums.values()]
+        means = [torch.stack(values).float().mean() for values in self._values.values()]
         # The one device-to-host transfer of the interval.
         parts = [torch.stack(means).to(norms.device)] if means else []
         values: list[float] = torch.cat([*parts, norms]).tolist()
-        row: dict[str, float] = dict(zip(self._sums, values[: len(means)], strict=True))
+        row: dict[str, Any] = dict(zip(self._values, values[: len(means)], strict=True))
         row |= {k: float(v) for k, v in metrics.items() if isinstance(v, int | float)}
         layer_norms = values[len(means) :]
         self.last_norms = dict(zip(self.norms.names, layer_norms, strict=True))
         row |= {f"grad_norm/{name}": norm for name, norm in self.last_norms.items()}
         ratio = layer_norms[0] / layer_norms[-1] if layer_norms[-1] > 0 else float("inf")
         row["grad_norm/first_to_last"] = ratio
-        self.run.log(row, step=step)
-        self._sums.clear()
+        # When this logging interval crossed a multiple of watch_every, so any log_every works.
+        if (step + 1) // self.watch_every > (step + 1 - self._count) // self.watch_every:
+            row |= self.norms.histograms()
+        self._call(self.run.log, row, step=step)
+        self._values.clear()
         self._count = 0
         self._check(step, ratio)
 
+    def _call(self, method: Callable[..., object], *args: Any, **kwargs: Any) -> None:
+        """A W&B call: queued when the tracker has a background thread, else made now."""
+        if self._background:
+            self._background.put(partial(method, *args, **kwargs))
+        else:
+            method(*args, **kwargs)
+
+    def close(self) -> None:
+        """Wait for the queued W&B calls and end the background thread; raise a failed one."""
+        if self._background:
+            self._background.close()
+            self._background = None
+
     def _check(self, step: int, ratio: float) -> None:
+        # The summary is written when a flag flips and at the end: each write is a message.
+        self.last_ratio = ratio
         health = gradient_health(ratio)
-        self.run.summary["gradients/first_to_last"] = ratio
         if health == "healthy" or health in self.flags:
             return
         self.flags.add(health)
-        self.run.summary[f"gradients/{health}"] = True
+        self._call(self.run.summary.update, {f"gradients/{health}": True})
         first, last = self.norms.names[0], self.norms.names[-1]
         message = (
             f"{health} gradients at step {step}: layer {first} gets {ratio:.1e} times the "
@@ -240,7 +351,8 @@ class Tracker:
         )
         _warn(message)
         if self.mode == "online":
-            self.run.alert(title=f"{health.capitalize()} gradients", text=message, level="WARN")
+            title = f"{health.capitalize()} gradients"
+            self._call(self.run.alert, title=title, text=message, level="WARN")
 
     def log_image(self, key: str, image: Path | Any, caption: str | None = None) -> None:
         """Log a picture: a file path or a matplotlib Figure (rendered without pyplot)."""
@@ -250,11 +362,10 @@ class Tracker:
             png = io.BytesIO()
             image.savefig(png, format="png")
             image = Image.open(png)
-        self.run.log({key: wandb.Image(image, caption=caption)}, commit=False)
+        self._call(self.run.log, {key: wandb.Image(image, caption=caption)}, commit=False)
 
     def summary(self, **values: Any) -> None:
-        for key, value in values.items():
-            self.run.summary[key] = value
+        self._call(self.run.summary.update, values)
 
     def save_weights(self, model: nn.Module, name: str | None = None) -> Path:
         """Save the weights to models/<name>.pt and log them as a W&B model artifact."""
@@ -266,8 +377,8 @@ class Tracker:
             metadata={"file": path.name, "torch": torch.__version__},
         )  # fmt: skip
         artifact.add_file(str(path))
-        self.run.log_artifact(artifact)
-        self.run.summary["weights"] = str(path)
+        self._call(self.run.log_artifact, artifact)
+        self._call(self.run.summary.update, {"weights": str(path)})
         return path
 
 
@@ -319,15 +430,21 @@ def track(
         id=resume_id,
         resume="allow" if resume_id else None,
     )
-    tracker = Tracker(run, model, chosen_mode, log_every, models_dir)
-    run.watch(model, log="gradients", log_freq=watch_every)
+    tracker = Tracker(
+        run, model, chosen_mode, log_every, models_dir, watch_every=watch_every, background=True
+    )
     exit_code = 0
     try:
         yield tracker
+        tracker.close()  # waits for the queued W&B calls: a failed one fails the run
     except BaseException:
         exit_code = 1
         raise
     finally:
-        run.summary["gradients/health"] = ", ".join(sorted(tracker.flags)) or "healthy"
-        run.unwatch(model)
+        with suppress(TrackingError):  # after a failure in the block, that one is reported
+            tracker.close()
+        final: dict[str, Any] = {"gradients/health": ", ".join(sorted(tracker.flags)) or "healthy"}
+        if tracker.last_ratio is not None:
+            final["gradients/first_to_last"] = tracker.last_ratio
+        run.summary.update(final)
         run.finish(exit_code=exit_code if tracker.exit_code is None else tracker.exit_code)

@@ -136,3 +136,78 @@ def test_tiny_script_rejects_bad_steps(capsys: pytest.CaptureFixture[str]) -> No
     with pytest.raises(SystemExit):
         tiny_regression.main(["--steps", "0"])
     assert "--steps must be at least 1" in capsys.readouterr().err
+
+
+class RecordingRun:
+    """Records what a Tracker hands to `run.log` (rows and their steps)."""
+
+    def __init__(self) -> None:
+        self.summary: dict[str, Any] = {}
+        self.logged: list[tuple[int, dict[str, Any]]] = []
+
+    def log(self, row: dict[str, Any], step: int) -> None:
+        self.logged.append((step, row))
+
+
+def test_histograms_match_what_wandb_watch_logs(monkeypatch: pytest.MonkeyPatch) -> None:
+    from wandb.integration.torch.wandb_torch import TorchHistory
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(6, 5), torch.nn.Linear(5, 4), torch.nn.Linear(4, 2))
+    model(torch.randn(8, 6)).sigmoid().sum().backward()
+    model[0].bias.grad.fill_(0.25)  # type: ignore[union-attr]  # constant: one bin
+    model[1].bias.grad[0] = float("inf")  # type: ignore[index]  # left out, as watch does
+    model[2].bias.grad.fill_(float("nan"))  # type: ignore[union-attr]  # nothing finite: none
+    ours = tracking.LayerGradNorms(model).histograms()
+
+    class Capture:
+        def __init__(self) -> None:
+            self.rows: dict[str, Any] = {}
+
+        def _log(self, row: dict[str, Any], commit: bool) -> None:
+            self.rows.update(row)
+
+    capture = Capture()
+    monkeypatch.setattr(tracking.wandb, "run", capture)
+    history = TorchHistory()
+    for name, parameter in model.named_parameters():
+        history.log_tensor_stats(parameter.grad, f"gradients/{name}")
+    theirs = capture.rows
+    assert sorted(ours) == sorted(theirs) and "gradients/2.bias" not in ours
+    for key, histogram in ours.items():
+        assert histogram.histogram == pytest.approx(theirs[key].histogram), key
+        assert histogram.bins == pytest.approx(theirs[key].bins, abs=1e-6), key
+    assert ours["gradients/0.bias"].histogram == [5.0]
+
+
+def test_histograms_come_with_the_row_of_each_watch_interval() -> None:
+    model = torch.nn.Sequential(torch.nn.Linear(3, 3), torch.nn.Linear(3, 1))
+    run = RecordingRun()
+    tracker = tracking.Tracker(run, model, "offline", 2, Path("unused"), watch_every=5)
+    for step in range(12):
+        model.zero_grad()
+        model(torch.ones(2, 3)).sum().backward()
+        tracker.step(step, loss=torch.tensor(float(step)))
+    assert [step for step, _ in run.logged] == [1, 3, 5, 7, 9, 11]
+    with_histograms = [step for step, row in run.logged if "gradients/0.weight" in row]
+    assert with_histograms == [5, 9]  # the rows whose interval reached the 5th, 10th step
+    assert [row["loss"] for _, row in run.logged] == [0.5, 2.5, 4.5, 6.5, 8.5, 10.5]
+
+
+def test_background_calls_run_in_order_and_report_a_failure() -> None:
+    done: list[int] = []
+    calls = tracking.BackgroundCalls()
+    for n in range(50):
+        calls.put(lambda n=n: done.append(n))
+    calls.close()
+    assert done == list(range(50))
+
+    def refuse() -> None:
+        raise ValueError("service gone")
+
+    calls = tracking.BackgroundCalls()
+    calls.put(refuse)
+    calls.put(lambda: done.append(-1))  # dropped after the failure
+    with pytest.raises(tracking.TrackingError, match="A W&B call failed: service gone"):
+        calls.close()
+    assert -1 not in done
