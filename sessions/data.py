@@ -253,7 +253,7 @@ def ensure_data(
     if pulled.returncode == 0:
         notice(f"Pulled {target}/ ({recorded}) from the DVC remote.")
         return "pulled"
-    reason = explain("pull", pulled.output)
+    reason = explain("pull", pulled.output).rstrip(".")
     notice(f"Notice: could not get {target}/ from DVC ({reason}) - regenerating it.")
     # It was absent before the pull: whatever a failed pull left there is not the user's.
     shutil.rmtree(path, ignore_errors=True)

@@ -208,6 +208,7 @@ def test_no_reachable_remote_regenerates_with_a_notice(tracked: Path) -> None:
     assert ensure_data(generate, root=tracked, notice=notices.append) == "regenerated"
     assert generate.calls == 1
     assert "regenerating" in notices[0]
+    assert ".)" not in notices[0], "one sentence, not a sentence inside another"
     # The same seed gives the recorded bytes, so no mismatch is reported.
     assert len(notices) == 1
     assert sessions.data.workspace_state(tracked) == "current"
