@@ -79,7 +79,7 @@ def export_summary(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON, default=False)
 def data(session: nox.Session) -> None:
-    """Pull, push or check DVC-versioned data and weights: `-- pull|push|status`."""
+    """Pull, push, check or ensure DVC-versioned data and weights: `-- pull|push|status|ensure`."""
     sessions.data.run(session)
 
 
