@@ -43,7 +43,8 @@ def group_requirements(*groups: str, pyproject: Path = PYPROJECT) -> list[str]:
     import nox.project  # noqa: PLC0415 - keep the module importable without nox for tools
 
     data = tomllib.loads(pyproject.read_text(encoding="utf-8"))
-    return list(nox.project.dependency_groups(data, *groups))
+    # Groups that include the same group would name its requirements twice.
+    return list(dict.fromkeys(nox.project.dependency_groups(data, *groups)))
 
 
 def install_digest(requirements: list[str], lock: Path = LOCK) -> str:

@@ -23,6 +23,7 @@ def test_include_groups_are_expanded() -> None:
     test_group = venv.group_requirements("test")
     assert any(req.startswith("pytest-cov") for req in test_group)
     assert "torch==2.13.0" in test_group  # from the included train group
+    assert len(test_group) == len(set(test_group)), "each requirement once"
 
 
 def lock_pins() -> dict[str, str]:
