@@ -1,78 +1,121 @@
-# The PyTorch workspace image: `nox -s build-image` builds, tags and smoke-tests it.
-# Plain `docker build .` works too; every input below is optional.
+# The PyTorch workspace images: `nox -s build-image` builds, tags and smoke-tests both, through
+# `docker compose build` (BuildKit), as `docker compose run` would build them.
+#
+# Targets:
+#   runtime  (the default) torch, wandb, dvc[s3] and nox in a venv; trains as a non-root user
+#   dev      runtime + the test group, git and an emoji font: what `nox -s tests` needs
+#   folders  a one-shot helper that hands fresh bind-mounted folders to the host's user
 #
 # Build arguments:
 #   BASE_IMAGE         Python base image (default python:3.11-slim-bookworm)
 #   TORCH_VARIANT      cpu (default) or a CUDA build of the locked torch, e.g. cu128 or cu130:
-#                      selects https://download.pytorch.org/whl/<variant>. A CUDA image is
+#                      the build checks that torch.version.cuda is that version. A CUDA image is
 #                      several GB larger and needs the NVIDIA container toolkit to use the GPU.
-#   TORCH_INDEX_URL    where that torch build comes from; empty = only PyPI and the wheelhouse
-#   DEPENDENCY_GROUPS  pyproject dependency groups installed, pinned by requirements.lock.txt
-#   VCS_REF, BUILD_DATE, SOURCE_URL   OCI labels (revision, created, source)
+#   TORCH_INDEX_URL    where that torch build comes from (default PyTorch's index for the variant)
+#   DEPENDENCY_GROUPS  pyproject dependency groups of the runtime image, pinned by the lock
+#   DEV_GROUPS         the groups the dev image adds
+#   VCS_REF, VCS_DATE, SOURCE_URL   OCI labels (revision, its commit time, source)
 # Optional build inputs, placed in docker/build-inputs/ (ignored by git, see its README):
 #   ca.crt             extra CA certificates pip trusts (TLS-intercepting proxies)
-#   wheels/*.whl       a local wheelhouse pip prefers (air-gapped machines, a local torch)
-# Secrets never enter a layer: W&B and AWS keys reach containers at run time only.
+#   wheels/*.whl       a local wheelhouse pip prefers (air-gapped machines, a local torch); a
+#                      torch wheel there must be the TORCH_VARIANT build
+# Secrets never enter a layer: W&B and AWS keys reach containers at run time only. Nothing in a
+# layer depends on the build time, so a rebuild of the same source gives the same image ID.
 
 ARG BASE_IMAGE=python:3.11-slim-bookworm
 
 FROM ${BASE_IMAGE} AS build
-ARG TORCH_VARIANT=cpu
-ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/${TORCH_VARIANT}
-ARG DEPENDENCY_GROUPS="train data runner"
-ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_ROOT_USER_ACTION=ignore
+# binutils strips torch's shared libraries; it stays in this stage.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends binutils \
+    && apt-get clean \
+    && rm -rf /var/lib/apt/lists/*
 WORKDIR /build
+COPY docker/install-groups.sh /usr/local/bin/install-groups
 # The dependency layer: rebuilt only when the lock, pyproject or the build inputs change.
 COPY docker/build-inputs/ inputs/
 COPY pyproject.toml requirements.lock.txt ./
-# pip >= 25.1 reads pyproject dependency groups. Bytecode is kept (a non-root user cannot
-# write __pycache__; imports would take twice as long); tests, headers and tools are pruned.
-RUN set -eu; \
-    python3 -m venv /opt/venv; \
-    if [ -s inputs/ca.crt ]; then \
-        cat "$(/opt/venv/bin/python -c 'import pip._vendor.certifi as c; print(c.where())')" \
-            inputs/ca.crt > /build/ca-bundle.pem; \
-        export PIP_CERT=/build/ca-bundle.pem; \
-    fi; \
-    set -- --find-links inputs/wheels; \
-    if [ -n "${TORCH_INDEX_URL}" ]; then set -- "$@" --extra-index-url "${TORCH_INDEX_URL}"; fi; \
-    /opt/venv/bin/python -m pip install --quiet "$@" "pip>=25.1"; \
-    for group in ${DEPENDENCY_GROUPS}; do set -- "$@" --group "$group"; done; \
-    /opt/venv/bin/python -m pip install --quiet "$@" --constraint requirements.lock.txt; \
-    /opt/venv/bin/python -m pip uninstall --quiet --yes pip; \
-    torch_dir="$(/opt/venv/bin/python -c 'import importlib.util as u; print(u.find_spec("torch").submodule_search_locations[0])')"; \
-    rm -rf "$torch_dir/test" "$torch_dir/include"; \
-    find "$torch_dir/bin" -mindepth 1 ! -name torch_shm_manager -delete; \
-    /opt/venv/bin/python -c 'import torch, wandb, dvc.api'
+ARG TORCH_VARIANT=cpu
+ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/${TORCH_VARIANT}
+ARG DEPENDENCY_GROUPS="train data runner"
+RUN --mount=type=cache,target=/root/.cache/pip,sharing=locked \
+    install-groups ${DEPENDENCY_GROUPS} \
+    && /opt/venv/bin/python -c 'import torch, wandb, dvc.api'
+
+# The dev image's packages, as a delta: only the files that installing DEV_GROUPS adds.
+FROM build AS build-dev
+ARG DEV_GROUPS="test"
+RUN --mount=type=cache,target=/root/.cache/pip,sharing=locked \
+    install-groups ${DEV_GROUPS} \
+    && mkdir /opt/venv-delta \
+    && cd /opt/venv \
+    && find . ! -type d -cnewer /build/installed-before -print0 \
+        | tar --null --files-from=- -cf - | tar -C /opt/venv-delta -xf -
+
+FROM ${BASE_IMAGE} AS folders
+COPY docker/own-folders.sh /usr/local/bin/own-folders
+LABEL org.opencontainers.image.title="gradient-lab"
+CMD ["own-folders", "/workspace/data", "/workspace/models", "/workspace/wandb"]
 
 FROM ${BASE_IMAGE} AS runtime
+# tini is PID 1: it passes `docker stop`'s SIGTERM (and Ctrl-C) on to the whole process group,
+# nox and the training script alike, and reaps what they leave.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends tini \
+    && apt-get clean \
+    && rm -rf /var/lib/apt/lists/*
+# Any uid may run the image (compose passes the host's): USER and HOME are set for tools that
+# look the user up (DVC, git), the entry point moves HOME when it is not writable, and the
+# workspace is writable like /tmp for scratch (W&B, DVC's state). Data, weights and W&B runs
+# are bind mounts; the `folders` target hands fresh ones to the host's uid.
 ENV PATH=/opt/venv/bin:$PATH \
     VIRTUAL_ENV=/opt/venv \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
-    WANDB_DIR=/workspace/wandb \
-    DVC_NO_ANALYTICS=1
-# The non-root user owns the workspace; data, weights and W&B runs are mount points.
+    DVC_NO_ANALYTICS=1 \
+    USER=researcher \
+    LOGNAME=researcher \
+    HOME=/home/researcher
 RUN useradd --create-home --uid 1000 --user-group researcher \
-    && mkdir -p /workspace/data /workspace/models /workspace/wandb \
-    && chown -R researcher:researcher /workspace
+    && mkdir -p /workspace/data /workspace/models /workspace/wandb /workspace/.dvc \
+    && chown researcher:researcher /workspace/data /workspace/models /workspace/wandb \
+    && chmod 1777 /workspace /workspace/.dvc
+COPY docker/entrypoint.sh /usr/local/bin/workspace-entrypoint
 COPY --from=build /opt/venv /opt/venv
 WORKDIR /workspace
-# The source comes last, so a code-only change rebuilds in seconds.
-COPY --chown=1000:1000 noxfile.py pyproject.toml requirements.lock.txt ./
-COPY --chown=1000:1000 sessions/ sessions/
-COPY --chown=1000:1000 experiments/ experiments/
+# The source comes last, so a code-only change rebuilds in seconds. data.dvc is the record of
+# the data set training uses; the image has no git repository, so DVC runs without one.
+COPY noxfile.py pyproject.toml requirements.lock.txt data.dvc ./
+COPY .dvc/config .dvc/
+RUN printf '[core]\n    no_scm = true\n' > .dvc/config.local
+COPY sessions/ sessions/
+COPY experiments/ experiments/
 USER 1000:1000
-VOLUME ["/workspace/data", "/workspace/models", "/workspace/wandb"]
+ENTRYPOINT ["tini", "-g", "--", "workspace-entrypoint"]
 CMD ["nox", "--no-venv", "-s", "train-tracked"]
 
-# Labels that change with every commit or build go last, after every cached layer.
+# Labels that change with every commit go last, after every cached layer.
 ARG SOURCE_URL=https://github.com/gradient-lab/gradient-lab
 ARG VCS_REF=unknown
-ARG BUILD_DATE=unknown
+ARG VCS_DATE=unknown
 LABEL org.opencontainers.image.title="gradient-lab" \
       org.opencontainers.image.description="PyTorch workspace: torch, wandb and dvc[s3] in a venv" \
       org.opencontainers.image.licenses="MIT" \
       org.opencontainers.image.source="${SOURCE_URL}" \
       org.opencontainers.image.revision="${VCS_REF}" \
-      org.opencontainers.image.created="${BUILD_DATE}"
+      org.opencontainers.image.created="${VCS_DATE}"
+
+FROM runtime AS dev
+USER root
+# git for the tests that make repositories, an emoji font for the PDF export's tests.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends git fonts-noto-color-emoji \
+    && apt-get clean \
+    && rm -rf /var/lib/apt/lists/* \
+    && git config --system safe.directory /workspace
+COPY --from=build-dev /opt/venv-delta/ /opt/venv/
+USER 1000:1000
+CMD ["bash"]
+
+# `docker build .` builds the runtime image.
+FROM runtime AS default

@@ -1,21 +1,30 @@
-"""The `build-image` session: build the workspace image, smoke-run it, report its size.
+"""The `build-image` session: build the workspace images, smoke-run them, report their size.
 
-`nox -s build-image -- --help` lists the options. The Docker client and engine are external
-tools: the session installs nothing into its venv.
+`nox -s build-image -- --help` lists the options. The images are built by `docker compose build`
+from the compose file's services (one Dockerfile target each), so `docker compose run` finds
+them built, with the same builder (BuildKit), arguments and cache. Without Compose v2 the
+session falls back to plain `docker build` of the same targets. The Docker client and engine
+are external tools; the Compose plugin comes from the `image` group when `docker compose` is
+missing.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import re
 import shutil
 import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
 from sessions.project import ROOT
+from sessions.venv import install_groups
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
@@ -24,9 +33,20 @@ if TYPE_CHECKING:
 
 IMAGE = "gradient-lab"
 DOCKERFILE = ROOT / "Dockerfile"
+COMPOSE_FILE = ROOT / "docker-compose.yml"
+HOST_NETWORK_FILE = ROOT / "docker-compose.host-network.yml"
 BUILD_INPUTS = ROOT / "docker" / "build-inputs"
 MODELS = ROOT / "models"
 SMOKE_WEIGHTS = "build-image-smoke-relu.pt"
+# Every image the build makes carries this label: superseded ones are pruned by it.
+TITLE_LABEL = f"org.opencontainers.image.title={IMAGE}"
+
+# compose service -> (Dockerfile target, image tags besides the service's own).
+RUNTIME_SERVICE = "train"
+GPU_SERVICE = "train-gpu"
+HELPER_SERVICES = ("folders", "dev", "tests")
+TARGETS = {"train": "runtime", "train-gpu": "runtime", "folders": "folders", "dev": "dev",
+           "tests": "dev"}  # fmt: skip
 
 NO_CLIENT = (
     "The `docker` command is not installed: install Docker Engine or Docker Desktop "
@@ -37,12 +57,24 @@ NO_ENGINE = (
     "docker` / `dockerd` on Linux) and point DOCKER_HOST at it if it does not use the default "
     "socket."
 )
+BUILD_FAILED = "The image build failed: the build log above says where."
+# What the Dockerfile's install step prints when it stops on purpose (one sentence).
+BUILD_MESSAGE = re.compile(r"build-image: (.+)$")
 
-# Runs as the image's own (non-root) user.
+# Runs as the image's own (non-root) user; argv[1] is the torch variant the image must hold.
 SMOKE_IMPORTS = (
-    "import os, torch, wandb, dvc.api\n"
+    "import os, sys, torch, wandb, dvc.api\n"
     "assert os.getuid() != 0, 'the image runs as root'\n"
-    "print(f'uid={os.getuid()} torch={torch.__version__} wandb={wandb.__version__}')\n"
+    "variant = sys.argv[1]\n"
+    "cuda = None if variant == 'cpu' else f'{variant[2:-1]}.{variant[-1]}'\n"
+    "assert torch.version.cuda == cuda, f'torch {torch.__version__} is not the {variant} build'\n"
+    "print(f'uid={os.getuid()} torch={torch.__version__} cuda={torch.version.cuda} "
+    "wandb={wandb.__version__}')\n"
+)
+# What the tests image must add: git, the emoji font and the test group.
+SMOKE_DEV = (
+    "git --version && test -f /usr/share/fonts/truetype/noto/NotoColorEmoji.ttf "
+    "&& python -c 'import pytest, mypy, pypandoc; print(\"test group present\")'"
 )
 # The demo's smoke run (a few seconds), its weights saved into the mounted models/ folder.
 # Scratch (data, W&B run) goes to /tmp: an arbitrary host uid may not own /workspace.
@@ -81,12 +113,18 @@ class Options:
     network: str | None = None
     help: bool = False
 
+    @property
+    def variant(self) -> str:
+        """The torch build the runtime image holds: "cpu" or a CUDA variant such as cu128."""
+        return self.cuda or "cpu"
+
 
 def _parser() -> _Parser:
     parser = _Parser(
         prog="nox -s build-image --",
-        description="Build the workspace image (tagged with the commit and `latest`), "
-        "smoke-run it and print its size.",
+        description="Build the workspace images that docker-compose.yml uses (the runtime "
+        "image tagged with the commit and `latest`, and the dev, tests and folders images), "
+        "smoke-run them and print their size.",
         add_help=False,
     )
     parser.add_argument("-h", "--help", action="store_true", help="show this help and exit")
@@ -94,7 +132,8 @@ def _parser() -> _Parser:
     parser.add_argument(
         "--cuda",
         metavar="VARIANT",
-        help="a CUDA build of torch, e.g. cu128 (PyTorch's wheel index must be reachable)",
+        help="only the runtime image, with a CUDA build of torch, e.g. cu128 (PyTorch's "
+        "wheel index must be reachable, or the wheelhouse must hold that build)",
     )
     parser.add_argument("--no-cache", action="store_true", help="rebuild every layer")
     parser.add_argument("--extra-ca", type=Path, metavar="FILE", help="PEM CAs pip trusts")
@@ -102,7 +141,9 @@ def _parser() -> _Parser:
         "--wheelhouse", type=Path, metavar="DIR", help="local wheels pip prefers (offline torch)"
     )
     parser.add_argument(
-        "--network", metavar="MODE", help="network for build and smoke runs, e.g. host"
+        "--network",
+        metavar="host",
+        help="build and smoke-run on the host's network (engines without a bridge network)",
     )
     parser.epilog = "Defaults from the environment: " + ", ".join(
         f"{var} (--{key.replace('_', '-')})" for key, var in ENV_DEFAULTS.items()
@@ -126,11 +167,13 @@ def parse_options(posargs: Sequence[str], environ: Mapping[str, str] = os.enviro
     for tag in args.tag:
         if not tag or len(tag) > 128 or not all(c.isalnum() or c in "._-" for c in tag):
             raise OptionError(f"--tag {tag!r} is not a valid image tag")
+    if args.network is not None and args.network != "host":
+        raise OptionError(f"--network takes `host` (or nothing), not {args.network!r}")
     if args.extra_ca is not None and not args.extra_ca.is_file():
         raise OptionError(f"--extra-ca {args.extra_ca} is not a file")
     if args.wheelhouse is not None and not args.wheelhouse.is_dir():
         raise OptionError(f"--wheelhouse {args.wheelhouse} is not a folder")
-    return Options(
+    options = Options(
         tags=tuple(args.tag),
         cuda=cuda,
         no_cache=args.no_cache,
@@ -139,6 +182,27 @@ def parse_options(posargs: Sequence[str], environ: Mapping[str, str] = os.enviro
         network=args.network,
         help=args.help,
     )
+    if options.wheelhouse is not None:
+        check_wheelhouse_torch(options.wheelhouse, options.variant)
+    return options
+
+
+def torch_wheel_build(wheel: Path) -> str:
+    """The torch build a wheel holds: `torch-2.13.0+cpu-...whl` -> "cpu"; "pypi" without one."""
+    version = wheel.name.split("-")[1]
+    return version.partition("+")[2] or "pypi"
+
+
+def check_wheelhouse_torch(wheelhouse: Path, variant: str) -> None:
+    """A wheelhouse never satisfies a torch request with another build (the Dockerfile checks
+    the same, for `docker compose build`)."""
+    wheels = sorted(wheelhouse.glob("torch-*.whl"))
+    if wheels and torch_wheel_build(wheels[-1]) != variant:
+        raise OptionError(
+            f"the wheelhouse {wheelhouse} holds {wheels[-1].name}, a "
+            f"{torch_wheel_build(wheels[-1])} build of torch, not the {variant} build asked "
+            f"for; put the {variant} torch wheel there or build without the wheelhouse"
+        )
 
 
 def engine_version(env: Mapping[str, str] | None = None) -> str | None:
@@ -179,6 +243,17 @@ def git_revision(root: Path = ROOT) -> str | None:
     return head.stdout.strip() + ("-dirty" if status.stdout.strip() else "")
 
 
+def git_commit_time(root: Path = ROOT) -> str | None:
+    """The commit time of HEAD (ISO 8601): the image's `created` label, the same every rebuild."""
+    git = shutil.which("git")
+    if git is None:
+        return None
+    result = subprocess.run(
+        [git, "show", "-s", "--format=%cI", "HEAD"], cwd=root, capture_output=True, text=True
+    )
+    return result.stdout.strip() or None if result.returncode == 0 else None
+
+
 def image_tags(options: Options, revision: str | None) -> list[str]:
     """`<sha>` and `latest` (with a `-<cuda>` suffix for CUDA builds), then the extra tags."""
     suffix = f"-{options.cuda}" if options.cuda else ""
@@ -189,29 +264,123 @@ def image_tags(options: Options, revision: str | None) -> list[str]:
     return [f"{IMAGE}:{tag}{suffix}" for tag in tags] + [f"{IMAGE}:{t}" for t in options.tags]
 
 
-def build_command(
+def revision_args(revision: str | None, created: str | None) -> dict[str, str]:
+    """The runtime image's OCI labels: the commit and its time, never the build time."""
+    return {"VCS_REF": revision or "unknown", "VCS_DATE": created or "unknown"}
+
+
+def compose_files(options: Options, root: Path = ROOT) -> list[str]:
+    files = [root / COMPOSE_FILE.name] + (
+        [root / HOST_NETWORK_FILE.name] if options.network else []
+    )
+    return [arg for file in files for arg in ("--file", str(file))]
+
+
+def compose_builds(
+    compose: Sequence[str],
     options: Options,
     revision: str | None,
-    created: str,
-    context: Path = ROOT,
-    tags: Sequence[str] | None = None,
-) -> list[str]:
-    command = ["docker", "build", "--file", str(context / DOCKERFILE.name)]
-    for tag in image_tags(options, revision) if tags is None else tags:
-        command += ["--tag", tag]
-    build_args = {"VCS_REF": revision or "unknown", "BUILD_DATE": created}
+    created: str | None,
+    root: Path = ROOT,
+) -> list[list[str]]:
+    """`docker compose build` commands: the runtime image with its revision labels, then (CPU
+    builds) the images of the other services, built as `docker compose build` builds them so
+    that either path finds the other's images and cache."""
+    base = [*compose, "--project-directory", str(root), *compose_files(options, root)]
+    flags = ["--no-cache"] if options.no_cache else []
+    labels = [
+        a for k, v in revision_args(revision, created).items() for a in ("--build-arg", f"{k}={v}")
+    ]
     if options.cuda:
-        build_args["TORCH_VARIANT"] = options.cuda
-    if options.wheelhouse is not None:
-        # The wheelhouse replaces PyTorch's index: an unreachable index would stall pip.
-        build_args["TORCH_INDEX_URL"] = ""
-    for name, value in build_args.items():
-        command += ["--build-arg", f"{name}={value}"]
+        return [[*base, "--profile", "gpu", "--progress", "plain", "build", *flags, *labels,
+                 GPU_SERVICE]]  # fmt: skip
+    return [
+        [*base, "--progress", "plain", "build", *flags, *labels, RUNTIME_SERVICE],
+        [*base, "--progress", "plain", "build", *flags, *HELPER_SERVICES],
+    ]
+
+
+def compose_env(options: Options, environ: Mapping[str, str] = os.environ) -> dict[str, str]:
+    """What the compose file reads: the CUDA variant of the `train-gpu` image."""
+    env = {k: v for k, v in environ.items() if k not in ("IMAGE_TAG", "TORCH_VARIANT")}
+    if options.cuda:
+        env["TORCH_VARIANT"] = options.cuda
+    return env
+
+
+def legacy_dockerfile(text: str) -> str:
+    """The Dockerfile for builders without BuildKit: the cache mounts dropped (pip then keeps
+    no cache, see docker/install-groups.sh)."""
+    return re.sub(r"--mount=type=cache,\S+\s+", "", text)
+
+
+def legacy_builds(
+    dockerfile: Path,
+    options: Options,
+    revision: str | None,
+    created: str | None,
+    context: Path = ROOT,
+) -> list[list[str]]:
+    """`docker build` commands for the same targets and tags, where Compose v2 is missing."""
+    base = ["docker", "build", "--file", str(dockerfile)]
     if options.no_cache:
-        command.append("--no-cache")
+        base.append("--no-cache")
     if options.network:
-        command += ["--network", options.network]
-    return [*command, str(context)]
+        base += ["--network", options.network]
+    runtime = [*base, "--target", "runtime", "--tag", service_image(RUNTIME_SERVICE, options)]
+    for name, value in revision_args(revision, created).items():
+        runtime += ["--build-arg", f"{name}={value}"]
+    if options.cuda:
+        runtime += ["--build-arg", f"TORCH_VARIANT={options.cuda}"]
+        return [[*runtime, str(context)]]
+    commands = [[*runtime, str(context)]]
+    for target, services in (("folders", ["folders"]), ("dev", ["dev", "tests"])):
+        tags = [arg for s in services for arg in ("--tag", service_image(s, options))]
+        commands.append([*base, "--target", target, *tags, str(context)])
+    return commands
+
+
+def service_image(service: str, options: Options) -> str:
+    """The tag docker-compose.yml gives a service's image."""
+    if service in (RUNTIME_SERVICE, GPU_SERVICE):
+        return f"{IMAGE}:latest-{options.cuda}" if options.cuda else f"{IMAGE}:latest"
+    return f"{IMAGE}:{service}"
+
+
+def run_build(command: Sequence[str], env: Mapping[str, str] | None = None) -> str | None:
+    """Run one build, streaming its log; None on success, else the one sentence to show."""
+    message = None
+    with subprocess.Popen(
+        list(command), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        errors="replace", env=None if env is None else dict(env),
+    ) as process:  # fmt: skip
+        assert process.stdout is not None
+        for line in process.stdout:
+            sys.stdout.write(line)
+            found = BUILD_MESSAGE.search(line.rstrip())
+            if found:
+                message = found.group(1)
+    if process.returncode == 0:
+        return None
+    return message[0].upper() + message[1:] if message else BUILD_FAILED
+
+
+def compose_command(session: nox.Session) -> list[str] | None:
+    """How to run Compose v2: the `docker compose` plugin, else the pinned binary that the
+    `image` group installs (Linux), else None."""
+    plugin = subprocess.run(["docker", "compose", "version"], capture_output=True, text=True)
+    if plugin.returncode == 0:
+        return ["docker", "compose"]
+    if not sys.platform.startswith("linux"):
+        return None
+    install_groups(session, "image")
+    located = session.run(
+        "python", "-c",
+        "import compose, pathlib; print(pathlib.Path(compose.__file__).parent / 'docker-compose')",
+        silent=True,
+    )  # fmt: skip
+    binary = Path(str(located).strip())
+    return [str(binary)] if binary.is_file() else None
 
 
 def host_user() -> str | None:
@@ -224,22 +393,32 @@ def host_user() -> str | None:
 
 
 def smoke_commands(
-    image: str, models: Path, user: str | None, network: str | None
+    image: str, models: Path, user: str | None, network: str | None, variant: str = "cpu"
 ) -> list[list[str]]:
-    """Imports as the image's non-root user, then one training step into the host's models/."""
+    """Imports (and the torch build) as the image's non-root user, then one training step
+    into the host's models/ as the host's user, a uid the image does not know."""
     base = ["docker", "run", "--rm"] + (["--network", network] if network else [])
     train = [*base, "--volume", f"{models.resolve()}:/workspace/models"]
     if user is not None:
-        # An arbitrary uid has no home in the image: give it a writable one.
-        train += ["--user", user, "--env", "HOME=/tmp"]
+        train += ["--user", user]
     return [
-        [*base, image, "python", "-c", SMOKE_IMPORTS],
+        [*base, image, "python", "-c", SMOKE_IMPORTS, variant],
         [*train, image, *SMOKE_TRAIN],
     ]
 
 
+def dev_smoke_command(image: str, network: str | None) -> list[str]:
+    base = ["docker", "run", "--rm"] + (["--network", network] if network else [])
+    return [*base, image, "sh", "-c", SMOKE_DEV]
+
+
 def size_command(image: str) -> list[str]:
     return ["docker", "image", "inspect", "--format", "{{.Size}}", image]
+
+
+def prune_command() -> list[str]:
+    """Removes this project's images that a newer build has untagged (nothing else)."""
+    return ["docker", "image", "prune", "--force", "--filter", f"label={TITLE_LABEL}"]
 
 
 def prepare_build_inputs(options: Options, folder: Path = BUILD_INPUTS) -> None:
@@ -278,6 +457,38 @@ def human_size(size: int) -> str:
     return f"{size / 1e9:.2f} GB" if size >= 1e9 else f"{size / 1e6:.0f} MB"
 
 
+@contextmanager
+def _legacy_dockerfile() -> Iterator[Path]:
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "Dockerfile"
+        path.write_text(legacy_dockerfile(DOCKERFILE.read_text(encoding="utf-8")), "utf-8")
+        yield path
+
+
+def build(session: nox.Session, options: Options, revision: str | None) -> None:
+    """Build every image, through Compose v2 where it can be had, else `docker build`."""
+    created = git_commit_time()
+    compose = compose_command(session)
+    if compose is not None:
+        env = compose_env(options)
+        for command in compose_builds(compose, options, revision, created):
+            session.log(" ".join(command))
+            problem = run_build(command, env)
+            if problem:
+                session.error(problem)
+        return
+    session.warn(
+        "Compose v2 is not installed: building with plain `docker build`, without the "
+        "BuildKit download cache."
+    )
+    with _legacy_dockerfile() as dockerfile:
+        for command in legacy_builds(dockerfile, options, revision, created):
+            session.log(" ".join(command))
+            problem = run_build(command)
+            if problem:
+                session.error(problem)
+
+
 def run(session: nox.Session) -> None:
     try:
         options = parse_options(session.posargs)
@@ -291,18 +502,26 @@ def run(session: nox.Session) -> None:
     except OptionError as error:
         session.error(f"build-image: {error} (see `nox -s build-image -- --help`).")
     revision = git_revision()
-    created = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    session.run(*build_command(options, revision, created), external=True)
-    image = image_tags(options, revision)[0]
+    build(session, options, revision)
+    image = service_image(RUNTIME_SERVICE, options)
+    for tag in image_tags(options, revision):
+        if tag != image:
+            session.run("docker", "tag", image, tag, external=True)
+    session.run(*prune_command(), external=True, silent=True)
 
     MODELS.mkdir(exist_ok=True)
     weights = MODELS / SMOKE_WEIGHTS
     weights.unlink(missing_ok=True)
-    for command in smoke_commands(image, MODELS, host_user(), options.network):
+    for command in smoke_commands(image, MODELS, host_user(), options.network, options.variant):
         session.run(*command, external=True)
     if not weights.is_file() or weights.stat().st_size == 0:
         session.error(f"The smoke step wrote no weights to {weights}: the models/ mount failed.")
     session.log(f"Smoke step wrote {weights} ({weights.stat().st_size} bytes) on the host.")
-
-    size = session.run(*size_command(image), external=True, silent=True)
-    session.log(f"Image {image}: {human_size(int(str(size).strip()))}")
+    images = [image]
+    if not options.cuda:
+        tests = service_image("tests", options)
+        session.run(*dev_smoke_command(tests, options.network), external=True)
+        images.append(tests)
+    for name in images:
+        size = session.run(*size_command(name), external=True, silent=True)
+        session.log(f"Image {name}: {human_size(int(str(size).strip()))}")
