@@ -194,6 +194,10 @@ def workspace_state(root: Path, target: str = DATA_DIR) -> str:
     """
     if not (root / f"{target}.dvc").is_file():
         return "untracked"
+    folder = root / target
+    if folder.is_dir() and not any(folder.iterdir()):
+        # An empty folder holds no version: a container's bind mount of a fresh clone's data/.
+        return "deleted"
     result = dvc("data", "status", "--json", root=root)
     if result.returncode != 0:
         raise DataError(explain("status", result.output))
