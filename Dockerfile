@@ -25,7 +25,9 @@
 ARG BASE_IMAGE=python:3.11-slim-bookworm
 
 FROM ${BASE_IMAGE} AS build
-# binutils strips torch's shared libraries; it stays in this stage.
+# binutils strips the venv's shared libraries; it stays in this stage. Debian's stable packages
+# are not pinned: their security updates replace the old versions in the archive.
+# hadolint ignore=DL3008
 RUN apt-get update \
     && apt-get install -y --no-install-recommends binutils \
     && apt-get clean \
@@ -45,12 +47,12 @@ RUN --mount=type=cache,target=/root/.cache/pip,sharing=locked \
 # The dev image's packages, as a delta: only the files that installing DEV_GROUPS adds.
 FROM build AS build-dev
 ARG DEV_GROUPS="test"
+SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 RUN --mount=type=cache,target=/root/.cache/pip,sharing=locked \
     install-groups ${DEV_GROUPS} \
     && mkdir /opt/venv-delta \
-    && cd /opt/venv \
-    && find . ! -type d -cnewer /build/installed-before -print0 \
-        | tar --null --files-from=- -cf - | tar -C /opt/venv-delta -xf -
+    && find /opt/venv ! -type d -cnewer /build/installed-before -printf '%P\0' \
+        | tar -C /opt/venv --null --files-from=- -cf - | tar -C /opt/venv-delta -xf -
 
 FROM ${BASE_IMAGE} AS folders
 COPY docker/own-folders.sh /usr/local/bin/own-folders
@@ -60,6 +62,7 @@ CMD ["own-folders", "/workspace/data", "/workspace/models", "/workspace/wandb"]
 FROM ${BASE_IMAGE} AS runtime
 # tini is PID 1: it passes `docker stop`'s SIGTERM (and Ctrl-C) on to the whole process group,
 # nox and the training script alike, and reaps what they leave.
+# hadolint ignore=DL3008
 RUN apt-get update \
     && apt-get install -y --no-install-recommends tini \
     && apt-get clean \
@@ -106,8 +109,9 @@ LABEL org.opencontainers.image.title="gradient-lab" \
       org.opencontainers.image.created="${VCS_DATE}"
 
 FROM runtime AS dev
-USER root
+USER 0
 # git for the tests that make repositories, an emoji font for the PDF export's tests.
+# hadolint ignore=DL3008
 RUN apt-get update \
     && apt-get install -y --no-install-recommends git fonts-noto-color-emoji \
     && apt-get clean \

@@ -111,6 +111,7 @@ class Options:
     extra_ca: Path | None = None
     wheelhouse: Path | None = None
     network: str | None = None
+    torch_index: str | None = None
     help: bool = False
 
     @property
@@ -134,6 +135,11 @@ def _parser() -> _Parser:
         metavar="VARIANT",
         help="only the runtime image, with a CUDA build of torch, e.g. cu128 (PyTorch's "
         "wheel index must be reachable, or the wheelhouse must hold that build)",
+    )
+    parser.add_argument(
+        "--torch-index",
+        metavar="URL",
+        help="where torch comes from (default PyTorch's index for the variant, e.g. a mirror)",
     )
     parser.add_argument("--no-cache", action="store_true", help="rebuild every layer")
     parser.add_argument("--extra-ca", type=Path, metavar="FILE", help="PEM CAs pip trusts")
@@ -180,6 +186,7 @@ def parse_options(posargs: Sequence[str], environ: Mapping[str, str] = os.enviro
         extra_ca=args.extra_ca,
         wheelhouse=args.wheelhouse,
         network=args.network,
+        torch_index=args.torch_index,
         help=args.help,
     )
     if options.wheelhouse is not None:
@@ -264,9 +271,13 @@ def image_tags(options: Options, revision: str | None) -> list[str]:
     return [f"{IMAGE}:{tag}{suffix}" for tag in tags] + [f"{IMAGE}:{t}" for t in options.tags]
 
 
-def revision_args(revision: str | None, created: str | None) -> dict[str, str]:
-    """The runtime image's OCI labels: the commit and its time, never the build time."""
-    return {"VCS_REF": revision or "unknown", "VCS_DATE": created or "unknown"}
+def runtime_args(options: Options, revision: str | None, created: str | None) -> dict[str, str]:
+    """The runtime image's build arguments: its OCI labels (the commit and its time, never the
+    build time, so a rebuild keeps the image ID) and where torch comes from."""
+    args = {"VCS_REF": revision or "unknown", "VCS_DATE": created or "unknown"}
+    if options.torch_index is not None:
+        args["TORCH_INDEX_URL"] = options.torch_index
+    return args
 
 
 def compose_files(options: Options, root: Path = ROOT) -> list[str]:
@@ -288,15 +299,18 @@ def compose_builds(
     that either path finds the other's images and cache."""
     base = [*compose, "--project-directory", str(root), *compose_files(options, root)]
     flags = ["--no-cache"] if options.no_cache else []
-    labels = [
-        a for k, v in revision_args(revision, created).items() for a in ("--build-arg", f"{k}={v}")
+    args = [
+        arg
+        for name, value in runtime_args(options, revision, created).items()
+        for arg in ("--build-arg", f"{name}={value}")
     ]
     if options.cuda:
-        return [[*base, "--profile", "gpu", "--progress", "plain", "build", *flags, *labels,
+        return [[*base, "--profile", "gpu", "--progress", "plain", "build", *flags, *args,
                  GPU_SERVICE]]  # fmt: skip
+    index = ["--build-arg", f"TORCH_INDEX_URL={options.torch_index}"] if options.torch_index else []
     return [
-        [*base, "--progress", "plain", "build", *flags, *labels, RUNTIME_SERVICE],
-        [*base, "--progress", "plain", "build", *flags, *HELPER_SERVICES],
+        [*base, "--progress", "plain", "build", *flags, *args, RUNTIME_SERVICE],
+        [*base, "--progress", "plain", "build", *flags, *index, *HELPER_SERVICES],
     ]
 
 
@@ -328,12 +342,14 @@ def legacy_builds(
     if options.network:
         base += ["--network", options.network]
     runtime = [*base, "--target", "runtime", "--tag", service_image(RUNTIME_SERVICE, options)]
-    for name, value in revision_args(revision, created).items():
+    for name, value in runtime_args(options, revision, created).items():
         runtime += ["--build-arg", f"{name}={value}"]
     if options.cuda:
         runtime += ["--build-arg", f"TORCH_VARIANT={options.cuda}"]
         return [[*runtime, str(context)]]
     commands = [[*runtime, str(context)]]
+    if options.torch_index:
+        base += ["--build-arg", f"TORCH_INDEX_URL={options.torch_index}"]
     for target, services in (("folders", ["folders"]), ("dev", ["dev", "tests"])):
         tags = [arg for s in services for arg in ("--tag", service_image(s, options))]
         commands.append([*base, "--target", target, *tags, str(context)])

@@ -29,11 +29,12 @@ def test_options_are_parsed(tmp_path: Path) -> None:
     ca.write_text(PEM, encoding="utf-8")
     options = build_image.parse_options(
         ["--tag", "v1", "--tag", "exp.2", "--cuda", "cu128", "--no-cache",
-         "--extra-ca", str(ca), "--wheelhouse", str(tmp_path), "--network", "host"]
+         "--extra-ca", str(ca), "--wheelhouse", str(tmp_path), "--network", "host",
+         "--torch-index", "https://mirror.example/whl"]
     )  # fmt: skip
     assert options == Options(
         tags=("v1", "exp.2"), cuda="cu128", no_cache=True, extra_ca=ca,
-        wheelhouse=tmp_path, network="host",
+        wheelhouse=tmp_path, network="host", torch_index="https://mirror.example/whl",
     )  # fmt: skip
 
 
@@ -48,6 +49,7 @@ def test_options_are_parsed(tmp_path: Path) -> None:
         (["--wheelhouse", "/no/such/folder"], "is not a folder"),
         (["--colour"], "unrecognized arguments"),
         (["--tag"], "expected one argument"),
+        (["--network", "bridge"], "--network takes `host`"),
     ],
 )
 def test_bad_options_raise_a_clear_error(argv: list[str], message: str) -> None:
@@ -57,7 +59,8 @@ def test_bad_options_raise_a_clear_error(argv: list[str], message: str) -> None:
 
 def test_help_lists_every_option() -> None:
     text = build_image.usage()
-    for option in ("--tag", "--cuda", "--no-cache", "--extra-ca", "--wheelhouse", "--network"):
+    for option in ("--tag", "--cuda", "--no-cache", "--extra-ca", "--wheelhouse", "--network",
+                   "--torch-index"):  # fmt: skip
         assert option in text
 
 
@@ -80,51 +83,154 @@ def build_args(command: list[str]) -> dict[str, str]:
     return dict(value.split("=", 1) for value in values)
 
 
-def test_default_build_command() -> None:
-    command = build_image.build_command(Options(), SHA, "2026-01-02T03:04:05Z")
-    assert command[:2] == ["docker", "build"]
-    assert command[-1] == str(ROOT)
-    assert command[command.index("--file") + 1] == str(ROOT / "Dockerfile")
-    assert [command[i + 1] for i, a in enumerate(command) if a == "--tag"] == [
-        "gradient-lab:0123456789ab", "gradient-lab:latest",
-    ]  # fmt: skip
-    assert build_args(command) == {"VCS_REF": SHA, "BUILD_DATE": "2026-01-02T03:04:05Z"}
-    assert "--no-cache" not in command and "--network" not in command
+COMPOSE = ["docker", "compose"]
 
 
-def test_build_command_options(tmp_path: Path) -> None:
-    options = Options(cuda="cu130", no_cache=True, wheelhouse=tmp_path, network="host")
-    command = build_image.build_command(options, None, "now", context=tmp_path)
-    assert build_args(command) == {
-        "VCS_REF": "unknown", "BUILD_DATE": "now", "TORCH_VARIANT": "cu130",
-        "TORCH_INDEX_URL": "",
-    }  # fmt: skip
-    assert "--no-cache" in command
-    assert command[command.index("--network") + 1] == "host"
-    assert command[-1] == str(tmp_path)
+def test_compose_builds_the_runtime_image_with_labels_then_the_other_services() -> None:
+    runtime, helpers = build_image.compose_builds(COMPOSE, Options(), SHA, "2026-01-02T03:04:05Z")
+    assert runtime[:2] == COMPOSE and runtime[-1] == "train"
+    assert runtime[runtime.index("--file") + 1] == str(ROOT / "docker-compose.yml")
+    assert "docker-compose.host-network.yml" not in " ".join(runtime)
+    assert runtime[runtime.index("--progress") + 1] == "plain"
+    assert build_args(runtime) == {"VCS_REF": SHA, "VCS_DATE": "2026-01-02T03:04:05Z"}
+    assert helpers[-3:] == ["folders", "dev", "tests"]
+    # Built exactly as a plain `docker compose build` builds them: same images, same cache.
+    assert build_args(helpers) == {} and "--no-cache" not in helpers
+
+
+def test_compose_builds_every_image_the_compose_file_uses(tmp_path: Path) -> None:
+    import yaml
+
+    services = yaml.safe_load((ROOT / "docker-compose.yml").read_text(encoding="utf-8"))["services"]
+    built = {build_image.RUNTIME_SERVICE, *build_image.HELPER_SERVICES}
+    assert built == {name for name, s in services.items() if "gpu" not in s.get("profiles", [])}
+    for name in built:
+        assert services[name]["build"]["target"] == build_image.TARGETS[name]
+        image = services[name]["image"].replace("${IMAGE_TAG:-latest}", "latest")
+        assert image == build_image.service_image(name, Options())
+
+
+def test_compose_build_options(tmp_path: Path) -> None:
+    options = Options(no_cache=True, network="host", torch_index="https://mirror.example/whl")
+    runtime, helpers = build_image.compose_builds(COMPOSE, options, None, None, root=tmp_path)
+    for command in (runtime, helpers):
+        assert "--no-cache" in command
+        assert str(tmp_path / "docker-compose.host-network.yml") in command
+        assert build_args(command)["TORCH_INDEX_URL"] == "https://mirror.example/whl"
+    assert build_args(runtime)["VCS_REF"] == "unknown"
+
+
+def test_cuda_builds_only_the_gpu_service_with_its_variant() -> None:
+    (command,) = build_image.compose_builds(COMPOSE, Options(cuda="cu130"), SHA, None)
+    assert command[command.index("--profile") + 1] == "gpu"
+    assert command[-1] == "train-gpu"
+    env = build_image.compose_env(Options(cuda="cu130"), {"IMAGE_TAG": "x", "PATH": "/bin"})
+    assert env == {"TORCH_VARIANT": "cu130", "PATH": "/bin"}
+    assert (
+        build_image.service_image("train-gpu", Options(cuda="cu130")) == "gradient-lab:latest-cu130"
+    )
+    assert build_image.compose_env(Options(), {"TORCH_VARIANT": "cu128"}) == {}
 
 
 def test_build_args_name_real_dockerfile_args() -> None:
     dockerfile = (ROOT / "Dockerfile").read_text(encoding="utf-8")
-    options = Options(cuda="cu128", wheelhouse=ROOT)
-    for name in build_args(build_image.build_command(options, SHA, "now")):
-        assert f"ARG {name}=" in dockerfile, name
+    options = Options(cuda="cu128", torch_index="https://mirror.example/whl")
+    with_args = build_image.legacy_builds(ROOT / "Dockerfile", options, SHA, "now")
+    for command in with_args:
+        for name in build_args(command):
+            assert f"ARG {name}=" in dockerfile, name
+
+
+def test_legacy_builds_make_the_same_targets_and_tags(tmp_path: Path) -> None:
+    dockerfile = tmp_path / "Dockerfile"
+    commands = build_image.legacy_builds(dockerfile, Options(network="host"), SHA, "then")
+    targets = {c[c.index("--target") + 1]: [c[i + 1] for i, a in enumerate(c) if a == "--tag"]
+               for c in commands}  # fmt: skip
+    assert targets == {
+        "runtime": ["gradient-lab:latest"],
+        "folders": ["gradient-lab:folders"],
+        "dev": ["gradient-lab:dev", "gradient-lab:tests"],
+    }
+    assert all(c[c.index("--file") + 1] == str(dockerfile) for c in commands)
+    assert all(c[c.index("--network") + 1] == "host" and c[-1] == str(ROOT) for c in commands)
+    assert build_args(commands[0]) == {"VCS_REF": SHA, "VCS_DATE": "then"}
+
+
+def test_legacy_dockerfile_drops_only_the_cache_mounts() -> None:
+    text = (ROOT / "Dockerfile").read_text(encoding="utf-8")
+    assert "--mount=type=cache" in text
+    legacy = build_image.legacy_dockerfile(text)
+    assert "--mount" not in legacy
+    assert legacy.count("install-groups ${") == text.count("install-groups ${") == 2
+
+
+def test_no_build_time_in_any_build_argument() -> None:
+    """A rebuild of the same commit must give the same image ID."""
+    dockerfile = (ROOT / "Dockerfile").read_text(encoding="utf-8")
+    assert "BUILD_DATE" not in dockerfile
+    assert "--build-arg" not in " ".join(
+        build_image.compose_builds(COMPOSE, Options(), None, None)[1]
+    )
 
 
 def test_smoke_runs_imports_as_image_user_then_trains_as_host_user(tmp_path: Path) -> None:
-    imports, train = build_image.smoke_commands("img:1", tmp_path, "1001:1002", "host")
+    imports, train = build_image.smoke_commands("img:1", tmp_path, "1001:1002", "host", "cu128")
     assert imports[:5] == ["docker", "run", "--rm", "--network", "host"]
-    assert "--user" not in imports and imports[-4:-2] == ["img:1", "python"]
-    assert "import os, torch, wandb, dvc.api" in imports[-1]
+    assert "--user" not in imports and imports[-5:-3] == ["img:1", "python"]
+    assert "import os, sys, torch, wandb, dvc.api" in imports[-2]
+    assert imports[-1] == "cu128"
     assert train[train.index("--volume") + 1] == f"{tmp_path.resolve()}:/workspace/models"
     assert train[train.index("--user") + 1] == "1001:1002"
-    assert "HOME=/tmp" in train
     assert train[-len(build_image.SMOKE_TRAIN) :] == list(build_image.SMOKE_TRAIN)
     assert "/workspace/models" in build_image.SMOKE_TRAIN
 
 
+@pytest.mark.parametrize(("variant", "cuda", "passes"), [
+    ("cpu", None, True), ("cu128", "12.8", True), ("cu130", "13.0", True),
+    ("cu128", None, False), ("cpu", "12.8", False),
+])  # fmt: skip
+def test_smoke_imports_assert_the_torch_build(variant: str, cuda: str | None, passes: bool) -> None:
+    """The smoke check's torch assertion, run against a stand-in torch module."""
+    import types
+
+    fake = types.SimpleNamespace(__version__="2.13.0", version=types.SimpleNamespace(cuda=cuda))
+    code = build_image.SMOKE_IMPORTS.replace("import os, sys, torch, wandb, dvc.api", "import os")
+    code = code.replace("assert os.getuid() != 0, 'the image runs as root'\n", "")
+    code = code.replace("wandb={wandb.__version__}", "")
+    namespace = {"torch": fake, "sys": types.SimpleNamespace(argv=["-c", variant])}
+    if passes:
+        exec(code, namespace)
+    else:
+        with pytest.raises(AssertionError, match=f"not the {variant} build"):
+            exec(code, namespace)
+
+
+def test_a_wheelhouse_never_satisfies_a_cuda_request_with_a_cpu_wheel(tmp_path: Path) -> None:
+    (tmp_path / "torch-2.13.0+cpu-cp311-cp311-manylinux_2_28_x86_64.whl").write_bytes(b"w")
+    with pytest.raises(OptionError, match=r"a cpu build of torch, not the cu128 build asked for"):
+        build_image.parse_options(["--cuda", "cu128", "--wheelhouse", str(tmp_path)])
+    assert build_image.parse_options(["--wheelhouse", str(tmp_path)]).variant == "cpu"
+    pypi = tmp_path / "pypi"
+    pypi.mkdir()
+    (pypi / "torch-2.13.0-cp311-cp311-manylinux_2_28_x86_64.whl").write_bytes(b"w")
+    with pytest.raises(OptionError, match="a pypi build of torch, not the cpu build"):
+        build_image.parse_options(["--wheelhouse", str(pypi)])
+
+
+def test_build_failure_is_reported_in_one_sentence(tmp_path: Path) -> None:
+    import sys
+
+    script = "print('#9 1.0 build-image: the index cannot be reached.'); raise SystemExit(1)"
+    assert build_image.run_build([sys.executable, "-c", script]) == "The index cannot be reached."
+    assert build_image.run_build([sys.executable, "-c", "raise SystemExit(2)"]) == (
+        build_image.BUILD_FAILED
+    )
+    assert build_image.run_build([sys.executable, "-c", "print('ok')"]) is None
+
+
 def test_smoke_without_host_user_or_network(tmp_path: Path) -> None:
     _, train = build_image.smoke_commands("img", tmp_path, None, None)
+    assert "--network" not in build_image.dev_smoke_command("img", None)
     assert "--user" not in train and "--network" not in train
 
 
@@ -249,17 +355,11 @@ def test_session_rejects_bad_options_before_building(
     assert "nox -s build-image -- --help" in output
 
 
-def test_explicit_tags_replace_the_defaults() -> None:
-    command = build_image.build_command(Options(), SHA, "now", tags=["gradient-lab:pytest"])
-    assert [command[i + 1] for i, a in enumerate(command) if a == "--tag"] == [
-        "gradient-lab:pytest"
-    ]
-
-
 def test_environment_sets_option_defaults_and_options_win(tmp_path: Path) -> None:
     environ = {"BUILD_IMAGE_NETWORK": "host", "BUILD_IMAGE_WHEELHOUSE": str(tmp_path)}
     options = build_image.parse_options([], environ)
     assert options.network == "host" and options.wheelhouse == tmp_path
-    assert build_image.parse_options(["--network", "none"], environ).network == "none"
+    with pytest.raises(OptionError, match="--network takes `host`"):
+        build_image.parse_options(["--network", "none"], environ)
     with pytest.raises(OptionError, match="is not a file"):
         build_image.parse_options([], {"BUILD_IMAGE_EXTRA_CA": str(tmp_path / "absent.pem")})

@@ -94,7 +94,7 @@ def test_compose_config_validates(
     )
     assert result.returncode == 0, result.stderr
     services = json.loads(result.stdout)["services"]
-    assert set(services) == {"dev", "train", "tests", "train-gpu"}
+    assert set(services) == {"folders", "dev", "train", "tests", "train-gpu"}
     for service in ("dev", "train"):
         targets = {volume["target"] for volume in services[service]["volumes"]}
         assert {"/workspace/data", "/workspace/models"} <= targets
@@ -102,6 +102,14 @@ def test_compose_config_validates(
         # Passed through when set, absent otherwise: never a value stored in the file.
         assert all(environment[name] is None for name in CREDENTIALS)
         assert environment["WANDB_MODE"] == "offline"
+    # Fresh bind folders are handed to the containers' user before train or dev starts.
+    for service in ("dev", "train"):
+        assert services[service]["depends_on"]["folders"]["condition"] == (
+            "service_completed_successfully"
+        )
+    assert {v["source"] for v in services["folders"]["volumes"]} == {
+        v["source"] for v in services["train"]["volumes"]
+    }
     gpu = services["train-gpu"]["deploy"]["resources"]["reservations"]["devices"][0]
     assert gpu["capabilities"] == ["gpu"]
     assert services["train-gpu"]["build"]["args"]["TORCH_VARIANT"].startswith("cu")
@@ -151,8 +159,9 @@ def test_dockerignore_keeps_out(path: str) -> None:
 
 def test_dockerignore_keeps_what_the_dockerfile_copies() -> None:
     patterns = dockerignore_patterns()
-    for needed in ("sessions", "experiments", "noxfile.py", "pyproject.toml",
-                   "requirements.lock.txt", "docker", "docker/build-inputs"):  # fmt: skip
+    for needed in ("sessions", "experiments", "noxfile.py", "pyproject.toml", "data.dvc",
+                   ".dvc", ".dvc/config", "requirements.lock.txt", "docker",
+                   "docker/build-inputs"):  # fmt: skip
         assert needed not in patterns
     assert not any(p.startswith("!") for p in patterns)
 
@@ -165,3 +174,12 @@ def test_build_inputs_are_ignored_by_git_but_their_readme_is_not() -> None:
     assert ignored("docker/build-inputs/ca.crt")
     assert ignored("docker/build-inputs/wheels/torch-2.13.0-cp311-none-any.whl")
     assert not ignored("docker/build-inputs/README.md")
+
+
+def test_no_volume_over_the_bind_mounts_and_signals_reach_the_trainer() -> None:
+    """An anonymous VOLUME would hide the host's folders behind empty root-owned ones; tini as
+    PID 1 (exec form) passes `docker stop`'s SIGTERM on to nox and the training script."""
+    lines = (ROOT / "Dockerfile").read_text(encoding="utf-8").splitlines()
+    assert not [line for line in lines if line.startswith("VOLUME")]
+    assert 'ENTRYPOINT ["tini", "-g", "--", "workspace-entrypoint"]' in lines
+    assert "BUILD_DATE" not in "\n".join(lines)
