@@ -14,6 +14,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,6 +25,16 @@ from tests.conftest import ROOT
 from tests.test_docker_files import compose_command
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
+# A uid the image does not know, as a contributor's host uid is; the fresh copy belongs to it.
+OTHER_UID = 1234
+# The tests `docker compose run --rm tests` runs here: those that need what the dev image adds
+# (git, the emoji font, hadolint and compose, DVC on git repositories) and that write into the
+# mounted checkout. The whole gate (`nox -s tests`, about 10 minutes on 2 cores) is what the
+# service runs by default.
+IN_CONTAINER_TESTS = (
+    "tests/test_export_summary.py", "tests/test_data.py", "tests/test_docker_files.py",
+    "tests/test_no_binaries.py", "tests/test_synthetic_data.py",
+)  # fmt: skip
 
 TAG = "pytest"
 IMAGE = f"{build_image.IMAGE}:{TAG}"
@@ -46,43 +57,56 @@ def engine() -> None:
         pytest.skip(f"no Docker engine configured: {problem}")
 
 
-def reuse_options() -> build_image.Options:
-    """Options matching what the last `nox -s build-image` left in the build inputs, so its
-    cached layers are reused (a wheelhouse there means no PyTorch index)."""
-    wheels = build_image.BUILD_INPUTS / "wheels"
-    has_wheels = wheels.is_dir() and any(wheels.glob("*.whl"))
-    return build_image.Options(network="host", wheelhouse=wheels if has_wheels else None)
-
-
-def build_context(target: Path) -> Path:
+def build_context(
+    target: Path, *, with_inputs: bool = True, dotenv: bool = True, link: bool = True
+) -> Path:
     """A copy of what `docker build .` sends: tracked files, the build inputs, and a `.env`
-    holding a dummy key, as a careless developer might have."""
+    holding a dummy key, as a careless developer might have. Without the inputs and the
+    `.env`, a fresh clone of the working tree."""
     files = subprocess.run(
         ["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, text=True, check=True
     ).stdout.split("\0")
     inputs = ROOT / "docker" / "build-inputs"
     extra = [p.relative_to(ROOT).as_posix() for p in inputs.rglob("*") if p.is_file()]
+    if not with_inputs:
+        extra = []
     for name in dict.fromkeys(filter(None, [*files, *extra])):
         source, copy = ROOT / name, target / name
         if source.is_file():
             copy.parent.mkdir(parents=True, exist_ok=True)
             try:
+                if not link:
+                    raise OSError("a copy of its own")
                 copy.hardlink_to(source)
             except OSError:
                 shutil.copy2(source, copy)
-    (target / ".env").write_text("".join(f"{k}={v}\n" for k, v in DUMMY.items()), encoding="utf-8")
+    if dotenv:
+        (target / ".env").write_text("".join(f"{k}={v}\n" for k, v in DUMMY.items()), "utf-8")
     return target
+
+
+def compose_run(
+    project: Path, config: Path, *args: str, env: dict[str, str], timeout: int = 600
+) -> subprocess.CompletedProcess[str]:
+    """`docker compose ARGS` on a project with its own and the host-network compose files."""
+    return subprocess.run(
+        [*compose_command(config), "--project-directory", str(project),
+         "-f", str(project / "docker-compose.yml"),
+         "-f", str(project / "docker-compose.host-network.yml"), *args],
+        cwd=project, env=env, capture_output=True, text=True, timeout=timeout,
+    )  # fmt: skip
 
 
 @pytest.fixture(scope="module")
 def image(engine: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """The real Dockerfile built with dummy keys in the environment and in `.env`."""
+    """The runtime image built by compose (BuildKit, the layers build-image cached) from a
+    context holding dummy keys in the environment and in `.env`."""
     context = build_context(tmp_path_factory.mktemp("context"))
-    options = reuse_options()
-    command = build_image.build_command(options, None, "test", context=context, tags=[IMAGE])
-    result = subprocess.run(
-        command, env={**os.environ, **DUMMY}, capture_output=True, text=True, timeout=1800
-    )
+    env = {**os.environ, **DUMMY, "IMAGE_TAG": TAG}
+    result = compose_run(
+        context, tmp_path_factory.mktemp("docker-config"), "--progress", "plain", "build",
+        "--build-arg", "VCS_REF=test", "train", env=env, timeout=1800,
+    )  # fmt: skip
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     yield IMAGE
 
@@ -156,3 +180,179 @@ def test_compose_runs_train_and_weights_reach_the_host(image: str, tmp_path: Pat
     assert weights.is_file() and weights.stat().st_size > 0
     if hasattr(os, "getuid"):
         assert weights.stat().st_uid == int(uid)
+
+
+@pytest.fixture(scope="module")
+def fresh(engine: None, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]]:
+    """A fresh copy of the project (no data/, models/ or wandb/, no build inputs) owned by a
+    uid the image does not know, and the environment a contributor sets for it."""
+    if not hasattr(os, "getuid"):
+        pytest.skip("bind-mount ownership is a Linux matter")
+    project = build_context(tmp_path_factory.mktemp("fresh") / "clone", with_inputs=False,
+                            dotenv=False, link=False)  # fmt: skip
+    subprocess.run(["git", "init", "-q"], cwd=project, check=True)
+    uid = OTHER_UID if os.getuid() == 0 else os.getuid()
+    if os.getuid() == 0:
+        for path in [project, *project.rglob("*")]:
+            os.lchown(path, uid, uid)
+    env = {
+        **{k: v for k, v in os.environ.items() if k not in DUMMY and k != "IMAGE_TAG"},
+        "HOST_UID": str(uid), "HOST_GID": str(uid)
+    }  # fmt: skip
+    return project, env
+
+
+def test_compose_tests_service_passes_on_a_fresh_copy(
+    fresh: tuple[Path, dict[str, str]], tmp_path: Path
+) -> None:
+    """The README's contributor path: `docker compose run --rm tests` on a fresh clone, as a
+    uid the image does not know (git, DVC, the emoji font, reports written into the clone)."""
+    project, env = fresh
+    result = compose_run(
+        project, tmp_path / "cfg", "run", "--rm", "-T", "tests",
+        "nox", "--no-venv", "-s", "tests", "--", *IN_CONTAINER_TESTS, "--no-cov", env=env,
+    )  # fmt: skip
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-5000:]
+    assert " passed" in output and " failed" not in output and " error" not in output
+    junit = project / "reports" / "junit-linux.xml"
+    assert junit.is_file() and junit.stat().st_uid == int(env["HOST_UID"])
+
+
+def test_train_writes_weights_and_runs_as_the_host_uid(
+    fresh: tuple[Path, dict[str, str]], tmp_path: Path
+) -> None:
+    """`train` on a fresh copy as HOST_UID: the engine creates data/, models/ and wandb/ as
+    root; the `folders` service hands them over; data comes from data.dvc's record (missing
+    here, so regenerated with a notice); runs land in wandb/ itself."""
+    project, env = fresh
+    result = compose_run(
+        project, tmp_path / "cfg", "run", "--rm", "-T", "train",
+        "nox", "--no-venv", "-s", "train-tracked", "--", "--smoke", "--no-progress", env=env,
+    )  # fmt: skip
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-5000:]
+    assert "data.dvc" in output  # the record reached the container
+    uid = int(env["HOST_UID"])
+    weights = sorted((project / "models").glob("*.pt"))
+    assert weights and all(w.stat().st_uid == uid and w.stat().st_size > 0 for w in weights)
+    runs = list((project / "wandb").glob("offline-run-*"))
+    assert runs and all(run.stat().st_uid == uid for run in runs)
+    assert not (project / "wandb" / "wandb").exists()
+    assert (project / "data").stat().st_uid == uid
+
+
+def test_train_refuses_data_that_differ_from_the_record(
+    fresh: tuple[Path, dict[str, str]], tmp_path: Path
+) -> None:
+    """data.dvc reaches the container and decides what it trains on: edited data stop it."""
+    project, env = fresh
+    copy = tmp_path / "edited"
+    shutil.copytree(project, copy, symlinks=True)
+    (copy / "data").mkdir(exist_ok=True)
+    (copy / "data" / "edited.txt").write_text("not the recorded data\n", encoding="utf-8")
+    if os.getuid() == 0:
+        for path in [copy, *copy.rglob("*")]:
+            os.lchown(path, int(env["HOST_UID"]), int(env["HOST_GID"]))
+    result = compose_run(
+        copy, tmp_path / "cfg", "run", "--rm", "-T", "train",
+        "nox", "--no-venv", "-s", "train-tracked", "--", "--smoke", env=env,
+    )  # fmt: skip
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert "data/ differs from the version data.dvc records" in output
+    assert not list((copy / "models").glob("*.pt"))
+
+
+def test_dev_runs_dvc_as_a_uid_the_image_does_not_know(
+    fresh: tuple[Path, dict[str, str]], tmp_path: Path
+) -> None:
+    project, env = fresh
+    result = compose_run(
+        project, tmp_path / "cfg", "run", "--rm", "-T", "dev", "sh", "-c",
+        "getent passwd $(id -u) || echo 'no passwd entry'; dvc status", env=env,
+    )  # fmt: skip
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    if env["HOST_UID"] == str(OTHER_UID):
+        assert "no passwd entry" in output
+    assert "getpwuid" not in output and "ERROR" not in output
+
+
+def image_ids(names: list[str]) -> list[str]:
+    return [
+        subprocess.run(
+            ["docker", "image", "inspect", "-f", "{{.Id}}", name],
+            capture_output=True, text=True, check=True,
+        ).stdout.strip()
+        for name in names
+    ]  # fmt: skip
+
+
+def test_rebuilds_keep_image_ids_and_leave_nothing_dangling(
+    engine: None, nox_cmd: list[str], child_env: dict[str, str]
+) -> None:
+    """Two `nox -s build-image` runs: the second builds the same image IDs, and no build leaves
+    a dangling image behind."""
+    names = ["gradient-lab:latest", "gradient-lab:dev", "gradient-lab:tests",
+             "gradient-lab:folders"]  # fmt: skip
+    ids = []
+    for _ in range(2):
+        result = subprocess.run(
+            [*nox_cmd, "--no-venv", "-s", "build-image"],
+            cwd=ROOT, env=child_env, capture_output=True, text=True, timeout=3600,
+        )  # fmt: skip
+        assert result.returncode == 0, (result.stdout + result.stderr)[-5000:]
+        ids.append(image_ids(names))
+        dangling = subprocess.run(
+            ["docker", "images", "-q", "-f", "dangling=true"],
+            capture_output=True, text=True, check=True,
+        ).stdout.split()  # fmt: skip
+        assert dangling == []
+    assert ids[0] == ids[1]
+
+
+def test_a_cpu_wheelhouse_cannot_satisfy_a_cuda_build(
+    fresh: tuple[Path, dict[str, str]], tmp_path: Path
+) -> None:
+    """`docker compose build` itself (no session) refuses a CPU torch for a CUDA variant."""
+    project, env = fresh
+    copy = tmp_path / "project"
+    shutil.copytree(project, copy, symlinks=True)
+    wheels = copy / "docker" / "build-inputs" / "wheels"
+    wheels.mkdir(parents=True)
+    (wheels / "torch-2.13.0+cpu-cp311-cp311-manylinux_2_28_x86_64.whl").write_bytes(b"stand-in")
+    result = compose_run(
+        copy, tmp_path / "cfg", "--progress", "plain", "build", "--build-arg",
+        "TORCH_VARIANT=cu128", "train", env=env,
+    )  # fmt: skip
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert (
+        "build-image: the wheelhouse holds torch-2.13.0+cpu-cp311-cp311-manylinux_2_28_x86_64.whl,"
+        " a cpu build of torch, not the cu128 build asked for" in output
+    )
+
+
+def test_an_unreachable_torch_index_fails_in_one_sentence(
+    fresh: tuple[Path, dict[str, str]], nox_cmd: list[str], child_env: dict[str, str]
+) -> None:
+    """`nox -s build-image -- --cuda cu128` with an index that never answers (a TEST-NET
+    address) stops at the index probe with one sentence, not after pip's retries."""
+    project, _ = fresh
+    env = {k: v for k, v in child_env.items() if k != "BUILD_IMAGE_WHEELHOUSE"}
+    start = time.monotonic()
+    result = subprocess.run(
+        [*nox_cmd, "--no-venv", "-f", str(project / "noxfile.py"), "-s", "build-image", "--",
+         "--cuda", "cu128", "--torch-index", "http://192.0.2.1/whl/cu128"],
+        cwd=project, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    elapsed = time.monotonic() - start
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    sentence = (
+        "PyTorch's wheel index http://192.0.2.1/whl/cu128 cannot be reached from the build, "
+        "so no cu128 torch can be had"
+    )
+    assert f"Session build-image aborted: {sentence}" in output, output[-3000:]
+    print(f"unreachable index: failed after {elapsed:.0f} s")
