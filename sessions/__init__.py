@@ -1,2 +1,3 @@
 """What each nox session does. `noxfile.py` declares the sessions; these modules do the work."""
 # changed
+# changed

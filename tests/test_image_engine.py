@@ -190,7 +190,9 @@ def fresh(engine: None, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path,
         pytest.skip("bind-mount ownership is a Linux matter")
     project = build_context(tmp_path_factory.mktemp("fresh") / "clone", with_inputs=False,
                             dotenv=False, link=False)  # fmt: skip
-    subprocess.run(["git", "init", "-q"], cwd=project, check=True)
+    git = ["git", "-c", "user.name=Contributor", "-c", "user.email=c@example.org"]
+    for step in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "fresh clone"]):
+        subprocess.run([*git, *step], cwd=project, check=True)
     uid = OTHER_UID if os.getuid() == 0 else os.getuid()
     if os.getuid() == 0:
         for path in [project, *project.rglob("*")]:
@@ -249,6 +251,7 @@ def test_train_refuses_data_that_differ_from_the_record(
     project, env = fresh
     copy = tmp_path / "edited"
     shutil.copytree(project, copy, symlinks=True)
+    shutil.rmtree(copy / "models", ignore_errors=True)
     (copy / "data").mkdir(exist_ok=True)
     (copy / "data" / "edited.txt").write_text("not the recorded data\n", encoding="utf-8")
     if os.getuid() == 0:
