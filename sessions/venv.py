@@ -56,8 +56,9 @@ def install_digest(requirements: list[str], lock: Path = LOCK) -> str:
     return digest.hexdigest()
 
 
-def install_groups(session: nox.Session, *groups: str) -> None:
-    """Install dependency groups into the session's venv, pinned by the lock.
+def install_groups(session: nox.Session, *groups: str, lock: Path | None = None) -> None:
+    """Install dependency groups into the session's venv, pinned by the lock (the project's
+    unless another is given).
 
     With no venv (`nox --no-venv`, e.g. inside the project image) the current environment is
     used as it is.
@@ -65,13 +66,14 @@ def install_groups(session: nox.Session, *groups: str) -> None:
     if session.venv_backend == "none":
         session.log("No venv: using the current environment's packages.")
         return
-    if not LOCK.is_file():
-        session.error(f"The lock {LOCK.name} is missing: run `nox -s lock` to create it.")
+    lock = lock or LOCK
+    if not lock.is_file():
+        session.error(f"The lock {lock.name} is missing: run `nox -s lock` to create it.")
     requirements = group_requirements(*groups)
     stamp = Path(session.virtualenv.location) / STAMP_NAME
-    digest = install_digest(requirements)
+    digest = install_digest(requirements, lock)
     if stamp.is_file() and stamp.read_text(encoding="utf-8") == digest:
         session.log(f"Dependency groups {', '.join(groups)} are up to date in this venv.")
         return
-    session.install("--constraint", str(LOCK), *requirements)
+    session.install("--constraint", str(lock), *requirements)
     stamp.write_text(digest, encoding="utf-8")
