@@ -104,7 +104,11 @@ def scan(
         tool, git = find_tool("detect-secrets", bin_paths), find_git()
         return run_secrets(tool, git, root, reports, policy=policy, today=today)
 
-    scans = {"bandit": bandit, "safety": safety, "secrets": secrets}
+    scans: dict[str, Callable[[], Outcome | list[Outcome]]] = {
+        "bandit": bandit,
+        "safety": safety,
+        "secrets": secrets,
+    }
     with ThreadPoolExecutor(max_workers=len(scans)) as pool:
         running = [pool.submit(guarded, tool, work) for tool, work in scans.items()]
         return [outcome for future in running for outcome in future.result()]
@@ -133,7 +137,7 @@ def summary_table(outcomes: Sequence[Outcome]) -> str:
     The severity columns count every finding bandit reports, below the failing floor and
     accepted ones included: the reports hold them all.
     """
-    rows = [("tool", "scanned", "findings", *SEVERITIES[::-1], "verdict")]
+    rows: list[tuple[str, ...]] = [("tool", "scanned", "findings", *SEVERITIES[::-1], "verdict")]
     for outcome in outcomes:
         scanned = outcome.scanned if outcome.problem is None or outcome.findings else "-"
         counts = outcome.severities or {}

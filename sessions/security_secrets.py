@@ -23,7 +23,14 @@ ALLOWLIST_FILTER = "detect_secrets.filters.allowlist.is_line_allowlisted"
 def scanned_files(git: Path, root: Path) -> list[str]:
     """Tracked files and untracked ones git does not ignore, that exist, minus the policy
     (it names accepted secrets by their hash, which reads as a high-entropy string)."""
-    command = [git, "ls-files", "-z", "--cached", "--others", "--exclude-standard"]
+    command: list[str | Path] = [
+        git,
+        "ls-files",
+        "-z",
+        "--cached",
+        "--others",
+        "--exclude-standard",
+    ]
     result = run_tool(command, root)
     if result.returncode != 0:
         raise GateError(
@@ -60,7 +67,14 @@ def run_secrets(
     report_path = reports / "secrets.json"
     report_path.unlink(missing_ok=True)
     # -n: no network call to verify a secret; the scan stays on this machine.
-    command = [detect_secrets, "scan", "-n", "--disable-filter", ALLOWLIST_FILTER, *files]
+    command: list[str | Path] = [
+        detect_secrets,
+        "scan",
+        "-n",
+        "--disable-filter",
+        ALLOWLIST_FILTER,
+        *files,
+    ]
     result = run_tool(command, root)
     if result.returncode != 0:
         raise GateError(
