@@ -32,8 +32,8 @@ from sessions.security_policy import (
 from sessions.security_tools import last_line, read_report, run_tool
 
 SEVERITIES = ("low", "medium", "high")
-# bandit's own reading of a nosec comment: bare, with rule ids, or with a colon before them.
-NOSEC = re.compile(r"#\s*nosec\b:?(?P<rest>.*)", re.IGNORECASE)
+# bandit's own pattern (bandit.core.manager): bare, with rule ids or names, a colon or not.
+NOSEC = re.compile(r"#\s*nosec:?(?P<rest>[^#]*)")
 RULE_ID = re.compile(r"\bB\d{3}\b")
 
 
@@ -89,10 +89,10 @@ def nosec_comments(root: Path, files: Sequence[str]) -> list[Nosec]:
     """Every `# nosec` comment (a real comment, not text in a string) in the given files."""
     found = []
     for name in files:
-        source = (root / name).read_text(encoding="utf-8")
-        try:
-            tokens = list(tokenize.generate_tokens(io.StringIO(source).readline))
-        except (tokenize.TokenError, SyntaxError) as error:
+        source = (root / name).read_bytes()
+        try:  # bytes: tokenize honours the file's encoding declaration, as bandit does
+            tokens = list(tokenize.tokenize(io.BytesIO(source).readline))
+        except (tokenize.TokenError, SyntaxError, UnicodeDecodeError) as error:
             raise GateError(f"{name} cannot be tokenized ({error}): fix its syntax.") from error
         for token in tokens:
             if token.type == tokenize.COMMENT and (match := NOSEC.search(token.string)):
