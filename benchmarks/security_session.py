@@ -68,18 +68,22 @@ def main() -> None:
     parser.add_argument("--compare", type=Path, help="another checkout with a warm security venv")
     args = parser.parse_args()
     gate = [sys.executable, "-m", "nox", "-R", "-s", "security"]
+    bare, session, other = [], [], []
+    # Rounds interleave the measurements, so a machine whose load drifts skews none of them.
     with tempfile.TemporaryDirectory() as tmp:
         commands = bare_commands(Path(tmp))
-        bare = min(sum(timed(cmd, env=env) for cmd, env in commands) for _ in range(ROUNDS))
-    session = min(timed(gate) for _ in range(ROUNDS))
+        for _ in range(ROUNDS):
+            bare.append(sum(timed(command, env=env) for command, env in commands))
+            session.append(timed(gate))
+            if args.compare:
+                other.append(timed(gate, cwd=args.compare.resolve()))
     print(f"database: {os.environ.get(security.DB_ENV) or 'online'}; best of {ROUNDS} rounds")
-    print(f"bare scanners (bandit + safety + detect-secrets): {bare:.1f} s")
-    print(f"warm `nox -R -s security`:                        {session:.1f} s")
-    print(f"ratio session / bare scanners:                    {session / bare:.2f}x")
+    print(f"bare scanners (bandit + safety + detect-secrets): {min(bare):.1f} s")
+    print(f"warm `nox -R -s security`:                        {min(session):.1f} s")
+    print(f"ratio session / bare scanners:                    {min(session) / min(bare):.2f}x")
     if args.compare:
-        other = min(timed(gate, cwd=args.compare.resolve()) for _ in range(ROUNDS))
-        print(f"warm `nox -R -s security` in {args.compare}: {other:.1f} s")
-        print(f"ratio this gate / that gate:                      {session / other:.2f}x")
+        print(f"warm `nox -R -s security` in {args.compare}: {min(other):.1f} s")
+        print(f"ratio this gate / that gate:                      {min(session) / min(other):.2f}x")
 
 
 if __name__ == "__main__":
