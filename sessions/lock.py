@@ -30,9 +30,11 @@ def all_groups() -> list[str]:
 def compile_command(*extra: str, groups: list[str] | None = None, output: Path = LOCK) -> list[str]:
     chosen = all_groups() if groups is None else groups
     options = [arg for group in chosen for arg in ("--group", f"pyproject.toml:{group}")]
+    # The main lock also resolves pyproject.toml itself: the library's run-time dependencies.
+    project = [PYPROJECT.name] if groups is None else []
     return [
         "uv", "pip", "compile", "--universal", "--python-version", LOCK_PYTHON,
-        "--quiet", *options, "--output-file", output.name, *extra,
+        "--quiet", *project, *options, "--output-file", output.name, *extra,
     ]  # fmt: skip
 
 

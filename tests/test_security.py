@@ -354,7 +354,7 @@ def test_a_missing_scanner_fails_closed(monkeypatch: pytest.MonkeyPatch, tmp_pat
 
 def test_bandit_settings_come_from_pyproject() -> None:
     targets, severity = security_bandit.bandit_settings(ROOT / "pyproject.toml")
-    assert {"sessions", "experiments", "noxfile.py"} <= set(targets)
+    assert targets == ["src", "sessions", "experiments", "noxfile.py"]
     assert severity == "medium"
 
 
@@ -606,7 +606,7 @@ def test_the_secret_scan_outside_a_git_checkout_fails_closed(tmp_path: Path) -> 
 def copy_project(tmp_path: Path) -> Path:
     project = tmp_path / "project"
     ignore = shutil.ignore_patterns("__pycache__")
-    for folder in ("sessions", "experiments"):
+    for folder in ("src", "sessions", "experiments"):
         shutil.copytree(ROOT / folder, project / folder, ignore=ignore)
     for name in ("noxfile.py", "pyproject.toml", ".gitignore", policy_module.POLICY_NAME):
         shutil.copy2(ROOT / name, project / name)
