@@ -26,7 +26,7 @@ from sessions.project import LOCK, REPORTS, ROOT, SCANNER_LOCK
 from sessions.security_bandit import SEVERITIES, run_bandit
 from sessions.security_policy import POLICY_NAME, GateError, Outcome, load_policy
 from sessions.security_safety import DB_ENV, check_database, run_safety
-from sessions.security_secrets import run_secrets
+from sessions.security_secrets import find_git, run_secrets
 from sessions.security_tools import find_tool
 from sessions.venv import install_groups
 
@@ -112,13 +112,6 @@ def scan(
     with ThreadPoolExecutor(max_workers=len(scans)) as pool:
         running = [pool.submit(guarded, tool, work) for tool, work in scans.items()]
         return [outcome for future in running for outcome in future.result()]
-
-
-def find_git() -> Path:
-    found = shutil.which("git")
-    if found is None:
-        raise GateError("git is not on PATH: the secret scan needs it to list the tracked files.")
-    return Path(found)
 
 
 # --- what the user reads ------------------------------------------------------------------

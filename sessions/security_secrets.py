@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import shutil
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,13 @@ from sessions.security_policy import POLICY_NAME, Acceptance, Finding, GateError
 from sessions.security_tools import last_line, run_tool
 
 ALLOWLIST_FILTER = "detect_secrets.filters.allowlist.is_line_allowlisted"
+
+
+def find_git() -> Path:
+    found = shutil.which("git")
+    if found is None:
+        raise GateError("git is not on PATH: the secret scan needs it to list the tracked files.")
+    return Path(found)
 
 
 def scanned_files(git: Path, root: Path) -> list[str]:

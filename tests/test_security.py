@@ -561,7 +561,7 @@ def git_folder(folder: Path) -> Path:
 
 
 def scan_secrets(project: Path, policy: list[Acceptance]) -> Outcome:
-    tool, git = security_tools.find_tool("detect-secrets", None), security.find_git()
+    tool, git = security_tools.find_tool("detect-secrets", None), security_secrets.find_git()
     (outcome,) = security.guarded(
         "secrets",
         lambda: security_secrets.run_secrets(
@@ -594,8 +594,14 @@ def test_a_planted_secret_fails_until_accepted_by_its_id_and_path(tmp_path: Path
     assert (project / "reports" / "secrets.json").is_file()
 
 
+def test_the_secret_scan_without_git_fails_closed(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATH", "")
+    with pytest.raises(GateError, match="git is not on PATH"):
+        security_secrets.find_git()
+
+
 def test_the_secret_scan_outside_a_git_checkout_fails_closed(tmp_path: Path) -> None:
-    git = security.find_git()
+    git = security_secrets.find_git()
     with pytest.raises(GateError, match="run the gate in a git checkout"):
         security_secrets.scanned_files(git, tmp_path)
 
