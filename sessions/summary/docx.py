@@ -10,7 +10,7 @@ from __future__ import annotations
 import io
 import subprocess
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sessions.summary import ExportError, fit, one_line
 
@@ -82,12 +82,15 @@ def style_table(style: BaseStyle) -> None:
     )
 
 
-def paragraph_border(paragraph_style: BaseStyle, side: str, colour: str, eighths: int) -> None:
-    """A line on one side of every paragraph of a style (`eighths` of a point thick)."""
+def paragraph_border(element: Any, side: str, colour: str, eighths: int) -> None:
+    """A line on one side of a paragraph or a style's paragraphs (`eighths` of a point).
+
+    `element` is the XML of either (`style.element`, `paragraph._p`): both hold a w:pPr.
+    """
     from docx.oxml import parse_xml  # noqa: PLC0415
     from docx.oxml.ns import nsdecls  # noqa: PLC0415
 
-    p_pr = paragraph_style.element.get_or_add_pPr()
+    p_pr = element.get_or_add_pPr()
     p_pr.append(
         parse_xml(
             f'<w:pBdr {nsdecls("w")}><w:{side} w:val="single" w:sz="{eighths}" '
@@ -122,6 +125,7 @@ def header_and_footer(section: Section, title: str, date: str) -> None:
     header.paragraph_format.tab_stops.add_tab_stop(Cm(21 - 2 * MARGIN_CM), WD_TAB_ALIGNMENT.RIGHT)
     run = header.add_run(f"{title}\t{date}")
     run.font.size, run.font.color.rgb = Pt(8.5), grey
+    paragraph_border(header._p, "bottom", RULE, 4)
     for footer in (section.footer, section.first_page_footer):
         line = footer.paragraphs[0]
         line.alignment = WD_ALIGN_PARAGRAPH.CENTER
@@ -172,7 +176,7 @@ def build_reference(target: Path, *, title: str = "", date: str = "") -> Path:
     quote = styles["Block Text"]
     quote.font.color.rgb = RGBColor(0x33, 0x33, 0x33)
     quote.paragraph_format.left_indent = Cm(0.6)
-    paragraph_border(quote, "left", ACCENT, 16)
+    paragraph_border(quote.element, "left", ACCENT, 16)
     small = styles.add_style(fit.SMALL_TABLE_STYLE, WD_STYLE_TYPE.CHARACTER)
     small.font.size = Pt(SMALL_TABLE_PT)
     style_table(styles["Table"])

@@ -74,7 +74,8 @@ def export(
     if toc is None:
         toc = len(document.headings) >= source.TOC_MIN_HEADINGS
     if "pdf" in formats:
-        warning = pdf.emoji_warning(input_path.name, document.to_json(), fonts)
+        text = json.dumps(document.ast, ensure_ascii=False)
+        warning = pdf.emoji_warning(input_path.name, text, fonts)
         if warning:
             warn(warning)
     title, date = document.meta_text("title"), document.meta_text("date")
@@ -100,5 +101,11 @@ def export(
                 )  # fmt: skip
         with files.created_folder(out_dir), files.staged(targets) as temps:
             for fmt, temp in zip(formats, temps, strict=True):
-                shutil.copyfile(rendered / f"document.{fmt}", temp)
+                try:
+                    shutil.copyfile(rendered / f"document.{fmt}", temp)
+                except OSError as error:
+                    reason = error.strerror or type(error).__name__
+                    raise ExportError(
+                        f"Cannot write into the output folder {out_dir}: {reason}."
+                    ) from error
     return targets
