@@ -1,7 +1,8 @@
 """The PDF: pandoc writes typst markup with our template, the `typst` package compiles it.
 
 No LaTeX and no system libraries: pandoc comes from pypandoc_binary and typst from its wheel,
-both on Linux, Windows and macOS. Text fonts are typst's own; emoji use the system's font.
+both on Linux, Windows and macOS. Text fonts are typst's own; emoji use the system's font (or
+one in a folder named by TYPST_FONT_PATHS, as for the typst command line).
 """
 
 from __future__ import annotations
