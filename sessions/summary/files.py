@@ -19,7 +19,9 @@ def check_folder(folder: Path) -> None:
     """
     if folder.exists() and not folder.is_dir():
         raise ExportError(f"The output path {folder} is a file, not a folder (pass --out DIR).")
-    existing = next(p for p in (folder, *folder.parents) if p.exists())
+    existing = next((p for p in (folder, *folder.parents) if p.exists()), None)
+    if existing is None:
+        raise ExportError(f"Cannot create the output folder {folder}: {folder.anchor} is missing.")
     if not existing.is_dir():
         raise ExportError(
             f"Cannot create the output folder {folder}: {existing} is a file, not a folder."
