@@ -26,9 +26,9 @@ def parse_formats(value: str) -> list[str]:
     return list(dict.fromkeys(formats))
 
 
-def rasterize_svgs(document: source.Document, resources: Path) -> dict[str, Path]:
+def rasterize_svgs(resources: Path) -> dict[str, Path]:
     """A PNG copy of every SVG in `resources`, by the SVG's file name (Word shows the PNG)."""
-    rasters = {}
+    rasters: dict[str, Path] = {}
     for svg in sorted(resources.glob("*.svg")):
         rasters[svg.name] = svg.with_suffix(".png")
         pdf.rasterize(svg, rasters[svg.name])
@@ -36,7 +36,8 @@ def rasterize_svgs(document: source.Document, resources: Path) -> dict[str, Path
 
 
 def docx_tree(document: source.Document, rasters: dict[str, Path]) -> str:
-    """The syntax tree for Word: SVG images swapped for PNG copies that every Word can show."""
+    """The syntax tree for Word: SVG images swapped for PNG copies that every Word can show,
+    wide tables with column widths from their content and smaller type."""
     ast = copy.deepcopy(document.ast)
     for element in source.walk(ast["blocks"]):
         if element["t"] == "Image" and element["c"][2][0] in rasters:
@@ -83,7 +84,7 @@ def export(
     with tempfile.TemporaryDirectory(prefix="export-summary-") as scratch:
         resources = Path(scratch)
         source.stage_images(document, resources)
-        rasters = rasterize_svgs(document, resources)
+        rasters = rasterize_svgs(resources)
         fit.size_images(document.ast, resources, rasters, pdf.RASTER_PPI)
         rendered = resources / "rendered"
         rendered.mkdir()

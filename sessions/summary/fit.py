@@ -15,10 +15,10 @@ from sessions.summary.source import Ast, plain_text, walk
 
 TEXT_WIDTH_CM = 21 - 2 * 2.2  # A4 less both margins, in both formats
 MAX_IMAGE_HEIGHT_CM = 11.0  # under half of the text height (about 25 cm)
-# Characters of table text that fit across the text width at the tables' type size, and the
-# most a single unbreakable word counts for when sharing out the width.
+# Characters of table text that fit across the text width at the tables' type size, the most
+# one column's content counts for when the width is shared out, and a cell's padding.
 LINE_CHARS = 95
-WORD_CHARS = 14
+COLUMN_CAP_CHARS = 56
 CELL_PADDING_CHARS = 3
 SMALL_TABLE_STYLE = "Small Table Text"  # the .docx character style of wide tables
 
@@ -54,11 +54,9 @@ def shares(natural: list[int], line: int = LINE_CHARS) -> list[float]:
     """
     narrow = {i: w for i, w in enumerate(natural) if w <= line / len(natural)}
     left = line - sum(narrow.values())
-    wide = {i: min(w, WORD_CHARS * 4) for i, w in enumerate(natural) if i not in narrow}
+    wide = {i: min(w, COLUMN_CAP_CHARS) for i, w in enumerate(natural) if i not in narrow}
     total = sum(wide.values())
-    widths = [
-        narrow.get(i, left * wide.get(i, 0) / total if total else 0) for i in range(len(natural))
-    ]
+    widths = [narrow[i] if i in narrow else left * wide[i] / total for i in range(len(natural))]
     return [width / line for width in widths]
 
 

@@ -41,9 +41,6 @@ class Document:
         value = self.ast["meta"].get(key)
         return plain_text(value) if value is not None else ""
 
-    def to_json(self) -> str:
-        return json.dumps(self.ast)
-
 
 def read_text(path: Path) -> str:
     if path.is_dir():
