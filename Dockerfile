@@ -19,7 +19,7 @@ ARG BASE_IMAGE=python:3.11-slim-bookworm
 FROM ${BASE_IMAGE} AS build
 ARG TORCH_VARIANT=cpu
 ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/${TORCH_VARIANT}
-ARG DEPENDENCY_GROUPS="train data runner"
+ARG DEPENDENCY_GROUPS="data runner"
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_ROOT_USER_ACTION=ignore
 WORKDIR /build
 # The dependency layer: rebuilt only when the lock, pyproject or the build inputs change.
@@ -38,7 +38,8 @@ RUN set -eu; \
     if [ -n "${TORCH_INDEX_URL}" ]; then set -- "$@" --extra-index-url "${TORCH_INDEX_URL}"; fi; \
     /opt/venv/bin/python -m pip install --quiet "$@" "pip>=25.1"; \
     for group in ${DEPENDENCY_GROUPS}; do set -- "$@" --group "$group"; done; \
-    /opt/venv/bin/python -m pip install --quiet "$@" --constraint requirements.lock.txt; \
+    /opt/venv/bin/python -c 'import tomllib; print(*tomllib.load(open("pyproject.toml", "rb"))["project"]["dependencies"], sep="\n")' > project-requirements.txt; \
+    /opt/venv/bin/python -m pip install --quiet "$@" -r project-requirements.txt --constraint requirements.lock.txt; \
     /opt/venv/bin/python -m pip uninstall --quiet --yes pip; \
     torch_dir="$(/opt/venv/bin/python -c 'import importlib.util as u; print(u.find_spec("torch").submodule_search_locations[0])')"; \
     rm -rf "$torch_dir/test" "$torch_dir/include"; \
@@ -57,11 +58,15 @@ RUN useradd --create-home --uid 1000 --user-group researcher \
     && mkdir -p /workspace/data /workspace/models /workspace/wandb \
     && chown -R researcher:researcher /workspace
 COPY --from=build /opt/venv /opt/venv
+# The library (src/gradient_lab) is importable from the workspace's source, as an editable
+# install would make it: its dependencies are in the venv already.
+RUN echo /workspace/src > "$(/opt/venv/bin/python -c 'import sysconfig; print(sysconfig.get_path("purelib"))')/gradient_lab.pth"
 WORKDIR /workspace
 # The source comes last, so a code-only change rebuilds in seconds.
 COPY --chown=1000:1000 noxfile.py pyproject.toml requirements.lock.txt ./
 COPY --chown=1000:1000 sessions/ sessions/
 COPY --chown=1000:1000 experiments/ experiments/
+COPY --chown=1000:1000 src/ src/
 USER 1000:1000
 VOLUME ["/workspace/data", "/workspace/models", "/workspace/wandb"]
 CMD ["nox", "--no-venv", "-s", "train-tracked"]

@@ -269,7 +269,7 @@ def ensure_data(
 
 def ensure_training_data(root: Path = ROOT, *, allow_modified: bool = False) -> str:
     """`ensure_data` for the data set the training scripts read, with its real generator."""
-    from experiments.synthetic_data import generate  # noqa: PLC0415 - needs numpy/matplotlib
+    from gradient_lab.synthetic_data import generate  # noqa: PLC0415 - needs numpy/matplotlib
 
     state = ensure_data(generate, root=root, allow_modified=allow_modified)
     if state == "current":

@@ -22,9 +22,10 @@ def all_groups() -> list[str]:
 
 def compile_command(*extra: str) -> list[str]:
     groups = [arg for group in all_groups() for arg in ("--group", f"pyproject.toml:{group}")]
+    # pyproject.toml itself: the library's run-time dependencies ([project].dependencies).
     return [
         "uv", "pip", "compile", "--universal", "--python-version", LOCK_PYTHON,
-        "--quiet", *groups, "--output-file", LOCK.name, *extra,
+        "--quiet", PYPROJECT.name, *groups, "--output-file", LOCK.name, *extra,
     ]  # fmt: skip
 
 

@@ -151,7 +151,7 @@ def test_dockerignore_keeps_out(path: str) -> None:
 
 def test_dockerignore_keeps_what_the_dockerfile_copies() -> None:
     patterns = dockerignore_patterns()
-    for needed in ("sessions", "experiments", "noxfile.py", "pyproject.toml",
+    for needed in ("src", "sessions", "experiments", "noxfile.py", "pyproject.toml",
                    "requirements.lock.txt", "docker", "docker/build-inputs"):  # fmt: skip
         assert needed not in patterns
     assert not any(p.startswith("!") for p in patterns)

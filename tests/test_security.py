@@ -302,7 +302,7 @@ def test_a_missing_scanner_fails_closed(monkeypatch: pytest.MonkeyPatch, tmp_pat
 
 def test_bandit_settings_come_from_pyproject() -> None:
     targets, severity = security.bandit_settings(ROOT / "pyproject.toml")
-    assert targets == ["sessions", "experiments", "noxfile.py"]
+    assert targets == ["src", "sessions", "experiments", "noxfile.py"]
     assert severity == "medium"
 
 
@@ -418,7 +418,7 @@ def test_safety_with_no_reachable_database_fails_closed(
 def copy_project(tmp_path: Path) -> Path:
     project = tmp_path / "project"
     ignore = shutil.ignore_patterns("__pycache__")
-    for folder in ("sessions", "experiments"):
+    for folder in ("src", "sessions", "experiments"):
         shutil.copytree(ROOT / folder, project / folder, ignore=ignore)
     for name in ("noxfile.py", "pyproject.toml", LOCK.name, security.POLICY_NAME):
         shutil.copy2(ROOT / name, project / name)
