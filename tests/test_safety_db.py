@@ -231,7 +231,7 @@ def test_describe_an_unreadable_database(tmp_path: Path) -> None:
 def copy_project(tmp_path: Path, lock: str) -> Path:
     project = tmp_path / "project"
     ignore = shutil.ignore_patterns("__pycache__")
-    for folder in ("sessions", "experiments"):
+    for folder in ("src", "sessions", "experiments"):
         shutil.copytree(ROOT / folder, project / folder, ignore=ignore)
     for name in ("noxfile.py", "pyproject.toml", security.POLICY_NAME):
         shutil.copy2(ROOT / name, project / name)
