@@ -54,12 +54,18 @@ class Summary:
     date: datetime.date
     advisories: int
     packages: int
+    # Advisories whose versions are not PEP 440 (e.g. "fixed: 2019-09-12"): safety cannot
+    # match them, and one such specifier would stop its whole check.
+    skipped: tuple[str, ...] = ()
 
     def __str__(self) -> str:
-        return (
+        text = (
             f"advisories as of {self.date.isoformat()}, {self.advisories} advisories "
             f"on {self.packages} packages"
         )
+        if self.skipped:
+            text += f"; skipped, no PEP 440 versions: {', '.join(self.skipped)}"
+        return text
 
 
 # --- OSV -> safety ----------------------------------------------------------------------------
@@ -143,13 +149,29 @@ def convert(advisory: Mapping[str, Any]) -> list[tuple[str, dict[str, Any]]]:
     return entries
 
 
+def pypi_packages(advisory: Mapping[str, Any]) -> list[str]:
+    """The PyPI packages an advisory names."""
+    return [
+        str(affected["package"]["name"])
+        for affected in advisory.get("affected") or []
+        if (affected.get("package") or {}).get("ecosystem") == "PyPI"
+        and affected["package"].get("name")
+    ]
+
+
 def read_advisories(repository: Path) -> Iterable[tuple[Path, dict[str, Any]]]:
     """Every advisory file under `vulns/`, parsed."""
-    import yaml  # noqa: PLC0415 - the security venv has it; nox's own environment may not
+    # The security venv has pyyaml; nox's own environment may not.
+    import yaml  # noqa: PLC0415
+
+    try:  # libyaml's parser, where the wheel has it, reads the thousands of files much faster
+        from yaml import CSafeLoader as SafeLoader  # noqa: PLC0415
+    except ImportError:  # pragma: no cover - pyyaml built without libyaml
+        from yaml import SafeLoader  # noqa: PLC0415
 
     for path in sorted((repository / "vulns").glob("*/*.yaml")):
         try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8"))
+            data = yaml.load(path.read_text(encoding="utf-8"), Loader=SafeLoader)
         except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
             raise DatabaseError(
                 f"The advisory {path.relative_to(repository)} cannot be read ({error}): "
@@ -168,9 +190,13 @@ def database(
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """The contents of insecure_full.json and insecure.json."""
     packages: dict[str, list[dict[str, Any]]] = {}
+    skipped: list[str] = []
     for advisory in advisories:
-        for name, entry in convert(advisory):
+        entries = convert(advisory)
+        for name, entry in entries:
             packages.setdefault(name, []).append(entry)
+        if not entries and not advisory.get("withdrawn") and pypi_packages(advisory):
+            skipped.append(f"{advisory['id']} ({', '.join(pypi_packages(advisory))})")
     if not packages:
         raise DatabaseError(
             "The advisory repository lists no PyPI advisories: point --advisories at a clone "
@@ -184,6 +210,7 @@ def database(
         "schema_version": SCHEMA_VERSION,
         "severities": {},
         "timestamp": timestamp,
+        "skipped": skipped,
     }
     index = {
         name: list(dict.fromkeys(spec for entry in entries for spec in entry["specs"]))
@@ -277,7 +304,8 @@ def summarize(full: Mapping[str, Any]) -> Summary:
     packages = full["vulnerable_packages"]
     stamp = datetime.datetime.fromtimestamp(int(full["meta"]["timestamp"]), tz=datetime.UTC)
     count = sum(len(entries) for entries in packages.values())
-    return Summary(stamp.date(), count, len(packages))
+    skipped = tuple(str(entry) for entry in full["meta"].get("skipped", []))
+    return Summary(stamp.date(), count, len(packages), skipped)
 
 
 def describe(folder: Path) -> str:

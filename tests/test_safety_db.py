@@ -147,6 +147,22 @@ def test_an_invalid_version_is_dropped_not_passed_to_safety() -> None:
     assert entry["specs"] == ["==1.0"]
 
 
+def test_an_advisory_safety_cannot_match_is_named_as_skipped() -> None:
+    dated = {"introduced": "0"}, {"fixed": "2019-09-12"}
+    steam = {
+        "id": "PYSEC-2019-125",
+        "affected": [{"package": {"name": "steam", "ecosystem": "PyPI"},
+                      "ranges": [{"type": "ECOSYSTEM", "events": list(dated)}]}],
+    }  # fmt: skip
+    requests = {"id": "PYSEC-3", "affected": [{"package": {"name": "requests", "ecosystem": "PyPI"},
+                                               "versions": ["2.0"]}]}  # fmt: skip
+    full, short = safety_db.database([steam, requests], "abc", 0)
+    assert set(short["vulnerable_packages"]) == {"requests"}
+    summary = safety_db.summarize(full)
+    assert summary.skipped == ("PYSEC-2019-125 (steam)",)
+    assert str(summary).endswith("; skipped, no PEP 440 versions: PYSEC-2019-125 (steam)")
+
+
 # --- building from a repository -------------------------------------------------------------
 
 
