@@ -1,5 +1,6 @@
 """The `security` gate (Rule 6): bandit and a `# nosec` audit over our code, safety over every
-locked pin, detect-secrets over every tracked file.
+locked pin, detect-secrets over every tracked file. `-- --update-db DIR` first builds safety's
+offline database from PyPA's advisories (`sessions/safety_db.py`).
 
 The scanners run from their own venv, installed from the scanner lock, never from the lock they
 scan. They run side by side and always to the end; then a table with a row per scan, one line
@@ -11,7 +12,6 @@ live in `security-policy.toml`, each with a reason and an expiry date.
 
 from __future__ import annotations
 
-import argparse
 import datetime
 import os
 import shutil
@@ -22,6 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from sessions import safety_db
 from sessions.project import LOCK, REPORTS, ROOT, SCANNER_LOCK
 from sessions.security_bandit import SEVERITIES, run_bandit
 from sessions.security_policy import POLICY_NAME, GateError, Outcome, load_policy
@@ -33,33 +34,10 @@ from sessions.venv import install_groups
 if TYPE_CHECKING:
     import nox
 
-__all__ = ["DB_ENV", "POLICY_NAME", "GateError", "check_database", "options", "run", "scan"]
+__all__ = ["DB_ENV", "POLICY_NAME", "GateError", "check_database", "run", "scan"]
 
 # The locks whose pins safety checks: the project's and the scanners' own.
 SCANNED_LOCKS = (LOCK, SCANNER_LOCK)
-
-
-def parser() -> argparse.ArgumentParser:
-    """The session's options (`nox -s security -- --help`)."""
-    return argparse.ArgumentParser(
-        prog="nox -s security --",
-        description="Scan the code with bandit, the `# nosec` comments against the policy, the "
-        f"locked pins with safety ({DB_ENV} names a local database) and the tracked files with "
-        f"detect-secrets. Accepted findings live in {POLICY_NAME}.",
-    )
-
-
-def options(argv: Sequence[str]) -> argparse.Namespace | None:
-    """The parsed options; None when --help was asked for. Bad options raise GateError."""
-    try:
-        return parser().parse_args(list(argv))
-    except SystemExit as exit_:
-        if exit_.code in (0, None):
-            return None
-        raise GateError(
-            "The security session does not take these options (see the usage above): "
-            "run `nox -s security -- --help` to list them."
-        ) from None
 
 
 # --- running every scan -------------------------------------------------------------------
@@ -167,10 +145,12 @@ def terminal_width() -> int | None:
     return shutil.get_terminal_size().columns if sys.stdout.isatty() else None
 
 
-def database_line(database: str | None) -> str:
+def database_line(database: str | None, source: str = DB_ENV) -> str:
+    """Which database safety reads and where that choice came from: its date and advisory
+    count for a local one."""
     if database:
-        return f"safety database: {database} (from {DB_ENV})"
-    return f"safety database: online (set {DB_ENV} to use a local one)"
+        return f"safety database: {safety_db.describe(Path(database).resolve())} (from {source})"
+    return f"safety database: online (set {DB_ENV} or pass --update-db for a local one)"
 
 
 def report(outcomes: Sequence[Outcome], width: int | None) -> str:
@@ -182,14 +162,11 @@ def report(outcomes: Sequence[Outcome], width: int | None) -> str:
 
 
 def run(session: nox.Session) -> None:
-    try:
-        if options(session.posargs) is None:
-            return
-    except GateError as error:
-        session.error(str(error))
     install_groups(session, "security", lock=SCANNER_LOCK)
-    database = os.environ.get(DB_ENV) or None
-    session.log(database_line(database))
+    database, source = os.environ.get(DB_ENV) or None, DB_ENV
+    if session.posargs:  # --update-db DIR: build the database from PyPA's advisories first
+        database, source = str(safety_db.update_in_session(session)), "--update-db"
+    session.log(database_line(database, source))
     outcomes = scan(session.bin_paths, database=database)
     width = terminal_width()
     print(report(outcomes, width), flush=True)
