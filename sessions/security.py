@@ -149,7 +149,7 @@ def database_line(database: str | None, source: str = DB_ENV) -> str:
     """Which database safety reads and where that choice came from: its date and advisory
     count for a local one."""
     if database:
-        return f"safety database: {safety_db.describe(Path(database).resolve())} (from {source})"
+        return f"safety database from {source}: {safety_db.describe(Path(database).resolve())}"
     return f"safety database: online (set {DB_ENV} or pass --update-db for a local one)"
 
 

@@ -276,7 +276,7 @@ def test_update_db_builds_the_database_and_the_gate_fails_a_vulnerable_pin(
     assert "safety found 1 unaccepted finding(s)" in output
     (line,) = [line for line in output.splitlines() if line.startswith("safety: ")]
     assert line.startswith("safety: PYSEC-2023-192 (") and "urllib3==2.0.5" in line
-    assert "(from --update-db)" in output
+    assert f"safety database from --update-db: {database}" in output
 
 
 @pytest.mark.slow

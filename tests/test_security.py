@@ -246,10 +246,10 @@ def test_the_database_line_is_true_to_the_configuration(database: Path) -> None:
     online = security.database_line(None)
     assert "online (set SAFETY_DB_DIR or pass --update-db" in online
     local = security.database_line(str(database))
-    assert local.startswith(f"safety database: {database} (")
-    assert local.endswith("(from SAFETY_DB_DIR)") and "set SAFETY_DB_DIR" not in local
+    assert local.startswith(f"safety database from SAFETY_DB_DIR: {database} (advisories as of")
+    assert "set SAFETY_DB_DIR" not in local
     built = security.database_line(str(database), "--update-db")
-    assert built.endswith("(from --update-db)")
+    assert built.startswith(f"safety database from --update-db: {database} (")
 
 
 # --- the lock -------------------------------------------------------------------------------
@@ -655,8 +655,7 @@ def test_the_project_as_it_stands_passes(
     code, output = run_session(project, database, nox_cmd, child_env)
     assert code == 0, output
     assert verdicts(output) == dict.fromkeys(("bandit", "nosec", "safety", "secrets"), "pass")
-    (line,) = [line for line in output.splitlines() if "safety database:" in line]
-    assert str(database) in line and line.endswith("(from SAFETY_DB_DIR)")
+    assert f"safety database from SAFETY_DB_DIR: {database} (advisories as of" in output
     for report in ("bandit.json", "bandit.sarif", "safety.json", "safety-requirements.txt"):
         assert (project / "reports" / report).is_file()
     assert (project / "reports" / "secrets.json").is_file()
