@@ -2,7 +2,8 @@
 # `docker compose build` (BuildKit), as `docker compose run` would build them.
 #
 # Targets:
-#   runtime  (the default) torch, wandb, dvc[s3] and nox in a venv; trains as a non-root user
+#   runtime  (the default) the gradient_lab library with its dependencies (torch, wandb, ...),
+#            dvc[s3] and nox in a venv, and the training scripts; trains as a non-root user
 #   dev      runtime + the test group, git and an emoji font: what `nox -s tests` needs
 #   folders  a one-shot helper that hands fresh bind-mounted folders to the host's user
 #
@@ -12,7 +13,8 @@
 #                      the build checks that torch.version.cuda is that version. A CUDA image is
 #                      several GB larger and needs the NVIDIA container toolkit to use the GPU.
 #   TORCH_INDEX_URL    where that torch build comes from (default PyTorch's index for the variant)
-#   DEPENDENCY_GROUPS  pyproject dependency groups of the runtime image, pinned by the lock
+#   DEPENDENCY_GROUPS  pyproject dependency groups of the runtime image (besides the project's
+#                      own dependencies), pinned by the lock
 #   DEV_GROUPS         the groups the dev image adds
 #   VCS_REF, VCS_DATE, SOURCE_URL   OCI labels (revision, its commit time, source)
 # Optional build inputs, placed in docker/build-inputs/ (ignored by git, see its README):
@@ -39,7 +41,7 @@ COPY docker/build-inputs/ inputs/
 COPY pyproject.toml requirements.lock.txt ./
 ARG TORCH_VARIANT=cpu
 ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/${TORCH_VARIANT}
-ARG DEPENDENCY_GROUPS="train data runner"
+ARG DEPENDENCY_GROUPS="data runner"
 RUN --mount=type=cache,target=/root/.cache/pip,sharing=locked \
     install-groups ${DEPENDENCY_GROUPS} \
     && /opt/venv/bin/python -c 'import torch, wandb, dvc.api'
@@ -85,12 +87,17 @@ RUN useradd --create-home --uid 1000 --user-group researcher \
     && chmod 1777 /workspace /workspace/.dvc
 COPY docker/entrypoint.sh /usr/local/bin/workspace-entrypoint
 COPY --from=build /opt/venv /opt/venv
+# The library (src/gradient_lab) is importable from the workspace's source, as an editable
+# install makes it: its dependencies are in the venv, and in the dev image a change to the
+# mounted checkout's src/ takes effect without a rebuild.
+RUN echo /workspace/src > "$(python -c 'import sysconfig; print(sysconfig.get_path("purelib"))')/gradient_lab.pth"
 WORKDIR /workspace
 # The source comes last, so a code-only change rebuilds in seconds. data.dvc is the record of
 # the data set training uses; the image has no git repository, so DVC runs without one.
 COPY noxfile.py pyproject.toml requirements.lock.txt data.dvc ./
 COPY .dvc/config .dvc/
 RUN printf '[core]\n    no_scm = true\n' > .dvc/config.local
+COPY src/ src/
 COPY sessions/ sessions/
 COPY experiments/ experiments/
 USER 1000:1000

@@ -28,9 +28,8 @@ from dataclasses import asdict
 from pathlib import Path
 
 from experiments import demo_vanishing_gradients as demo
-from experiments import synthetic_data
-from experiments.interrupt import StopRequest
-from experiments.tracking import Tracker, track
+from gradient_lab import Tracker, synthetic_data, track
+from gradient_lab.interrupt import StopRequest
 
 
 class EpochEnd(StopRequest):

@@ -4,6 +4,7 @@
 #
 #   install-groups.sh GROUP...
 #
+# The project's own dependencies ([project] dependencies in pyproject.toml) come along.
 # TORCH_VARIANT (cpu, cu128, ...) is the torch build the image must hold, TORCH_INDEX_URL where
 # it comes from. A torch wheel in the wheelhouse is used only when it is that build; an index
 # that cannot be reached fails in one sentence instead of pip retrying it for every package.
@@ -39,6 +40,12 @@ fi
 
 groups=""
 for group in "$@"; do groups="$groups --group $group"; done
+# The project's own dependencies ([project] dependencies: what the library needs).
+/opt/pip/bin/python -c '
+import tomllib
+with open("pyproject.toml", "rb") as file:
+    print(*tomllib.load(file)["project"]["dependencies"], sep="\n")
+' >/build/project-requirements.txt
 set -- --find-links inputs/wheels
 wheel="$(find inputs/wheels -maxdepth 1 -name 'torch-*.whl' 2>/dev/null | sort | tail -n 1)"
 if [ -n "$wheel" ]; then
@@ -70,7 +77,8 @@ fi
 # pip >= 25.1 reads pyproject dependency groups.
 if [ -n "${pip_upgrade:-}" ]; then pip install --quiet "$@" "pip>=25.1"; fi
 # shellcheck disable=SC2086 # one option per group
-pip --python "$python" install --quiet "$@" $groups --constraint requirements.lock.txt
+pip --python "$python" install --quiet "$@" -r /build/project-requirements.txt $groups \
+    --constraint requirements.lock.txt
 
 # The torch build must be the one asked for (PyPI's Linux torch is itself a CUDA build).
 "$python" -c '

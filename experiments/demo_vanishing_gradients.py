@@ -26,11 +26,11 @@ from matplotlib.figure import Figure
 from torch import nn
 from tqdm import tqdm
 
-from experiments import synthetic_data
-from experiments.interrupt import StopRequest, stop_on_signals
-from experiments.paths import DATA_DIR, MODELS_DIR
-from experiments.synthetic_data import DataSet
-from experiments.tracking import LayerGradNorms, Tracker, TrackingError, atomic_save, track
+from gradient_lab import Tracker, TrackingError, atomic_save, synthetic_data, track
+from gradient_lab.gradients import LayerGradNorms
+from gradient_lab.interrupt import StopRequest, stop_on_signals
+from gradient_lab.layout import DATA_DIR, MODELS_DIR
+from gradient_lab.synthetic_data import DataSet
 
 ACTIVATIONS = ("sigmoid", "tanh", "relu")
 INITS = ("auto", "default", "xavier", "kaiming")

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import torch
 
-from experiments.paths import MODELS_DIR
-from experiments.tracking import TrackingError, track
+from gradient_lab import TrackingError, track
+from gradient_lab.layout import MODELS_DIR
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -11,7 +11,7 @@ if TYPE_CHECKING:
 
 
 def run(session: nox.Session) -> None:
-    install_groups(session, "lint")
+    install_groups(session, "lint", project=True)
     if "--fix" in session.posargs:
         session.run("ruff", "check", "--fix", ".")
         session.run("ruff", "format", ".")

@@ -33,7 +33,7 @@ def pytest_args(posargs: list[str]) -> list[str]:
 
 
 def run(session: nox.Session) -> None:
-    install_groups(session, "test")
+    install_groups(session, "test", project=True)
     REPORTS.mkdir(exist_ok=True)
     session.run("pytest", *pytest_args(session.posargs), env={"COVERAGE_FILE": coverage_file()})
     if "--no-cov" in session.posargs:

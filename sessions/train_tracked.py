@@ -8,36 +8,29 @@ experiments/ and passes the options on (`-- --help` lists the demo's).
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sessions.project import ROOT
 from sessions.venv import install_groups
 
 if TYPE_CHECKING:
     import nox
 
-EXPERIMENTS = ROOT / "experiments"
 DEFAULT_SCRIPT = "demo_vanishing_gradients"
 # What `train-smoke` (CI) adds: a run of a few seconds with a log-friendly console.
 SMOKE_OPTIONS = ("--smoke", "--no-progress")
 
 
-def training_scripts(folder: Path = EXPERIMENTS) -> list[str]:
-    """Modules in experiments/ that a user can run: those with a `main` entry point."""
-    return sorted(
-        path.stem
-        for path in folder.glob("*.py")
-        if not path.stem.startswith("_") and "\ndef main(" in path.read_text(encoding="utf-8")
-    )
+# The training scripts a user can name, each experiments/<name>.py. Listed, not discovered, so
+# a helper module is never offered as a training script.
+TRAINING_SCRIPTS = ("demo_vanishing_gradients", "tiny_regression")
 
 
-def command(posargs: list[str], folder: Path = EXPERIMENTS) -> list[str]:
+def command(posargs: list[str]) -> list[str]:
     """The python command line for the posargs: an optional script name, then its options."""
     script, options = DEFAULT_SCRIPT, list(posargs)
     if options and not options[0].startswith("-"):
         script = options.pop(0).removesuffix(".py").replace("experiments/", "")
-    available = training_scripts(folder)
+    available = TRAINING_SCRIPTS
     if script not in available:
         raise ValueError(
             f"There is no training script {script!r} in experiments/; "
@@ -51,10 +44,11 @@ def run(session: nox.Session, *, smoke: bool = False) -> None:
         args = command(list(session.posargs)) + (list(SMOKE_OPTIONS) if smoke else [])
     except ValueError as error:
         session.error(str(error))
-    install_groups(session, "train", "data")
+    install_groups(session, "data", project=True)
     # Train on the data set data.dvc records: pulled, restored or regenerated, never stale.
-    session.run("python", "-m", "sessions.data", "ensure", env={"PYTHONPATH": str(ROOT)})
+    # (nox runs from the project root, which `python -m` puts on sys.path.)
+    session.run("python", "-m", "sessions.data", "ensure")
     if not (os.environ.get("WANDB_MODE") or os.environ.get("WANDB_API_KEY")):
         # The logging layer's own default; said here so the user knows before the run starts.
         session.log("W&B is not configured: tracking offline (set WANDB_API_KEY to go online).")
-    session.run(*args, env={"PYTHONPATH": str(ROOT)})
+    session.run(*args)

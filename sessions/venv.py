@@ -1,7 +1,8 @@
 """How a session's virtual environment is chosen and filled.
 
 Every session installs one or more dependency groups from pyproject.toml, constrained by the
-lock, so all venvs, the image and the security scan agree on exact versions. A stamp in the venv
+lock, so all venvs, the image and the security scan agree on exact versions; sessions that
+train or import the library also install the project itself, editable. A stamp in the venv
 records what was installed; a reused venv whose groups and lock are unchanged skips the
 installer entirely, which keeps a warm `nox -s tests` close to plain pytest.
 """
@@ -15,7 +16,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sessions.project import LOCK, PYPROJECT
+from sessions.project import LOCK, PYPROJECT, ROOT
 
 if TYPE_CHECKING:
     import nox
@@ -47,6 +48,12 @@ def group_requirements(*groups: str, pyproject: Path = PYPROJECT) -> list[str]:
     return list(dict.fromkeys(nox.project.dependency_groups(data, *groups)))
 
 
+def project_requirements(pyproject: Path = PYPROJECT) -> list[str]:
+    """What the library needs at run time: `[project].dependencies`."""
+    data = tomllib.loads(pyproject.read_text(encoding="utf-8"))
+    return list(data["project"].get("dependencies", []))
+
+
 def install_digest(requirements: list[str], lock: Path = LOCK) -> str:
     """A fingerprint of what an install would put into a venv."""
     digest = hashlib.sha256()
@@ -56,8 +63,12 @@ def install_digest(requirements: list[str], lock: Path = LOCK) -> str:
     return digest.hexdigest()
 
 
-def install_groups(session: nox.Session, *groups: str) -> None:
-    """Install dependency groups into the session's venv, pinned by the lock.
+def install_groups(
+    session: nox.Session, *groups: str, project: bool = False, lock: Path | None = None
+) -> None:
+    """Install dependency groups into the session's venv, pinned by the lock (the project's
+    unless another is given); with `project`, the project itself too (editable, so the
+    library's source is what runs).
 
     With no venv (`nox --no-venv`, e.g. inside the project image) the current environment is
     used as it is.
@@ -65,13 +76,18 @@ def install_groups(session: nox.Session, *groups: str) -> None:
     if session.venv_backend == "none":
         session.log("No venv: using the current environment's packages.")
         return
-    if not LOCK.is_file():
-        session.error(f"The lock {LOCK.name} is missing: run `nox -s lock` to create it.")
+    lock = lock or LOCK
+    if not lock.is_file():
+        session.error(f"The lock {lock.name} is missing: run `nox -s lock` to create it.")
     requirements = group_requirements(*groups)
+    editable = ["--editable", str(ROOT)] if project else []
     stamp = Path(session.virtualenv.location) / STAMP_NAME
-    digest = install_digest(requirements)
+    # The project's own dependencies count too: editing them reinstalls.
+    digest = install_digest(
+        [*requirements, *editable, *(project_requirements() if project else [])], lock
+    )
     if stamp.is_file() and stamp.read_text(encoding="utf-8") == digest:
         session.log(f"Dependency groups {', '.join(groups)} are up to date in this venv.")
         return
-    session.install("--constraint", str(LOCK), *requirements)
+    session.install("--constraint", str(lock), *requirements, *editable)
     stamp.write_text(digest, encoding="utf-8")

@@ -12,8 +12,8 @@ import pytest
 import torch
 
 from experiments import demo_vanishing_gradients as demo
-from experiments import synthetic_data, tracking
-from experiments.tracking import VANISHING_RATIO, Tracker
+from gradient_lab import Tracker, provenance, synthetic_data
+from gradient_lab.gradients import VANISHING_RATIO
 from tests.conftest import ROOT
 from tests.wandb_runs import artifacts, history, inspect, run_dirs
 
@@ -83,7 +83,7 @@ def test_tracked_run_records_config_history_and_weights(
         assert config["provenance"]["torch"] == torch.__version__
         assert len(config["provenance"]["git_commit"]) == 40
         # The demo read data from a temporary folder; the version is what data.dvc records.
-        assert config["provenance"]["data_version"] == tracking.data_version(ROOT / "data.dvc")
+        assert config["provenance"]["data_version"] == provenance.data_version(ROOT / "data.dvc")
         rows = [row for row in history(run_dir) if "loss" in row]
         assert len(rows) == 6  # 3 epochs x 4 steps, logged every 2
         assert [row["_step"] for row in rows] == [1, 3, 5, 7, 9, 11]

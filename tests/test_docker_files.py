@@ -159,7 +159,7 @@ def test_dockerignore_keeps_out(path: str) -> None:
 
 def test_dockerignore_keeps_what_the_dockerfile_copies() -> None:
     patterns = dockerignore_patterns()
-    for needed in ("sessions", "experiments", "noxfile.py", "pyproject.toml", "data.dvc",
+    for needed in ("src", "sessions", "experiments", "noxfile.py", "pyproject.toml", "data.dvc",
                    ".dvc", ".dvc/config", "requirements.lock.txt", "docker",
                    "docker/build-inputs"):  # fmt: skip
         assert needed not in patterns

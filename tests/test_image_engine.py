@@ -24,7 +24,8 @@ from sessions import build_image
 from tests.conftest import ROOT
 from tests.test_docker_files import compose_command
 
-pytestmark = [pytest.mark.docker, pytest.mark.slow]
+# The first test may build the images (up to 30 minutes cold): a longer limit than the default.
+pytestmark = [pytest.mark.docker, pytest.mark.slow, pytest.mark.timeout(2400)]
 # A uid the image does not know, as a contributor's host uid is; the fresh copy belongs to it.
 OTHER_UID = 1234
 # The tests `docker compose run --rm tests` runs here: those that need what the dev image adds

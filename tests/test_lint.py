@@ -34,6 +34,7 @@ def lint_project(tmp_path: Path, module: str, nox_cmd: list[str], env: dict[str,
     for name in ("noxfile.py", "pyproject.toml"):
         shutil.copy2(ROOT / name, project / name)
     shutil.copytree(ROOT / "experiments", project / "experiments", ignore=ignore)
+    shutil.copytree(ROOT / "src", project / "src", ignore=ignore)
     (project / "experiments" / "planted.py").write_text(module, encoding="utf-8")
     result = subprocess.run(
         [*nox_cmd, "--no-venv", "-s", "lint"],

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from experiments import synthetic_data
+from gradient_lab import synthetic_data
 from tests.conftest import ROOT
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -39,7 +39,7 @@ def test_load_generates_a_missing_set(tmp_path: Path) -> None:
 def test_cli_is_headless_and_rejects_bad_input(tmp_path: Path) -> None:
     # With no display and a GUI backend requested, any pyplot window would fail the run.
     env = {**os.environ, "MPLBACKEND": "TkAgg", "DISPLAY": ""}
-    ok = subprocess.run([sys.executable, "-m", "experiments.synthetic_data", "--out-dir",
+    ok = subprocess.run([sys.executable, "-m", "gradient_lab.synthetic_data", "--out-dir",
                          str(tmp_path), "--samples", "50"], cwd=ROOT, capture_output=True,
                         text=True, env=env)  # fmt: skip
     assert ok.returncode == 0, ok.stderr

@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 import torch
 
-from experiments import tiny_regression, tracking
+from experiments import tiny_regression
+from gradient_lab import gradients, provenance, tracking
 from tests.wandb_runs import artifacts, history, inspect, run_dirs
 
 
@@ -40,31 +41,31 @@ def test_unknown_mode_and_unwritable_folder_are_clear_errors(tmp_path: Path) -> 
 
 def test_data_version_comes_from_the_dvc_file(tmp_path: Path) -> None:
     dvc = tmp_path / "data.dvc"
-    assert tracking.data_version(dvc) == "untracked"
+    assert provenance.data_version(dvc) == "untracked"
     dvc.write_text("outs:\n- md5: 3f2a1b.dir\n  size: 10\n  path: data\n", encoding="utf-8")
-    assert tracking.data_version(dvc) == "3f2a1b.dir"
+    assert provenance.data_version(dvc) == "3f2a1b.dir"
     dvc.write_text("outs: []\n", encoding="utf-8")
-    assert tracking.data_version(dvc) == "unknown"
+    assert provenance.data_version(dvc) == "unknown"
 
 
 def test_layer_norms_match_a_per_parameter_computation() -> None:
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Linear(3, 5), torch.nn.ReLU(), torch.nn.Linear(5, 2))
     model(torch.randn(8, 3)).sum().backward()
-    norms = tracking.LayerGradNorms(model)
+    norms = gradients.LayerGradNorms(model)
     assert norms.names == ["0", "2"]
     expected = [torch.cat([p.grad.flatten() for p in m.parameters()]).norm() for m in model[::2]]  # type: ignore[union-attr]
     assert torch.allclose(norms.compute(), torch.stack(expected))
     model.zero_grad(set_to_none=True)
     assert norms.compute().tolist() == [0.0, 0.0]
     with pytest.raises(tracking.TrackingError, match="no trainable parameters"):
-        tracking.LayerGradNorms(torch.nn.ReLU())
+        gradients.LayerGradNorms(torch.nn.ReLU())
 
 
 def test_health_thresholds() -> None:
-    assert tracking.gradient_health(1e-5) == "vanishing"
-    assert tracking.gradient_health(0.5) == "healthy"
-    assert tracking.gradient_health(1e5) == "exploding"
+    assert gradients.gradient_health(1e-5) == "vanishing"
+    assert gradients.gradient_health(0.5) == "healthy"
+    assert gradients.gradient_health(1e5) == "exploding"
 
 
 class FakeOnlineRun:
@@ -158,7 +159,7 @@ def test_histograms_match_what_wandb_watch_logs(monkeypatch: pytest.MonkeyPatch)
     model[0].bias.grad.fill_(0.25)  # type: ignore[union-attr]  # constant: one bin
     model[1].bias.grad[0] = float("inf")  # type: ignore[index]  # left out, as watch does
     model[2].bias.grad.fill_(float("nan"))  # type: ignore[union-attr]  # nothing finite: none
-    ours = tracking.LayerGradNorms(model).histograms()
+    ours = gradients.LayerGradNorms(model).histograms()
 
     class Capture:
         def __init__(self) -> None:

@@ -29,12 +29,9 @@ needed). Tests that do not test tracking pass `mode="disabled"`.
 from __future__ import annotations
 
 import io
-import math
 import os
-import platform
 import queue
 import re
-import subprocess
 import sys
 import tempfile
 import threading
@@ -44,29 +41,23 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-import numpy
 import torch
 import wandb
 from PIL import Image
 from torch import nn
 from tqdm import tqdm
 
-from experiments.paths import DATA_DVC, DEFAULT_RUN_DIR, MODELS_DIR, ROOT
+from gradient_lab.errors import TrackingError
+from gradient_lab.files import atomic_save
+from gradient_lab.gradients import LayerGradNorms, gradient_health
+from gradient_lab.layout import DEFAULT_RUN_DIR, MODELS_DIR
+from gradient_lab.provenance import provenance
 
 PROJECT = "gradient-lab"
 MODES = ("online", "offline", "disabled")
 DEFAULT_LOG_EVERY = 10
 # Histograms cost far more than norms: every 100 steps keeps them near free.
 DEFAULT_WATCH_EVERY = 100
-HISTOGRAM_BINS = 64  # as wandb.watch draws them
-# First layer's gradient norm over the last layer's: below VANISHING the input layers barely
-# learn (the 100x the demo teaches), above EXPLODING they swamp the rest.
-VANISHING_RATIO = 1e-2
-EXPLODING_RATIO = 1e2
-
-
-class TrackingError(Exception):
-    """A tracked run cannot start; the message is one sentence saying why and what to do."""
 
 
 def resolve_mode(mode: str | None = None, environ: Mapping[str, str] = os.environ) -> str:
@@ -91,124 +82,6 @@ def resolve_run_dir(run_dir: Path | None = None, environ: Mapping[str, str] = os
             "pass a writable --run-dir or set WANDB_DIR."
         ) from error
     return chosen
-
-
-def _git(*args: str) -> str | None:
-    try:
-        result = subprocess.run(  # fixed git arguments, no shell
-            ["git", *args], cwd=ROOT, capture_output=True, text=True, timeout=10
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    return result.stdout.strip() if result.returncode == 0 else None
-
-
-def data_version(dvc_file: Path = DATA_DVC) -> str:
-    """The data set's content hash from its DVC file, or "untracked" before DVC versions it."""
-    if not dvc_file.is_file():
-        return "untracked"
-    found = re.search(r"^\s*-?\s*md5:\s*(\S+)", dvc_file.read_text(encoding="utf-8"), re.MULTILINE)
-    return found.group(1) if found else "unknown"
-
-
-def provenance(device: str, dvc_file: Path = DATA_DVC) -> dict[str, Any]:
-    """Where a run came from: code version, data version, device and library versions."""
-    commit = _git("rev-parse", "HEAD")
-    status = _git("status", "--porcelain", "--untracked-files=no")
-    return {
-        "git_commit": commit or "unknown",
-        "git_dirty": bool(status) if status is not None else None,
-        "data_version": data_version(dvc_file),
-        "device": device,
-        "cuda_device": torch.cuda.get_device_name() if device.startswith("cuda") else None,
-        "python": platform.python_version(),
-        "platform": platform.platform(terse=True),
-        "torch": torch.__version__,
-        "wandb": wandb.__version__,
-        "numpy": numpy.__version__,
-    }
-
-
-class LayerGradNorms:
-    """Per-layer gradient norms of a model, all computed on its device in a few kernel calls.
-
-    A layer is a module that owns parameters directly (a Linear, a norm layer), in the order
-    the model registers them, so the first layer is the input side and the last the output.
-    """
-
-    def __init__(self, model: nn.Module) -> None:
-        self.names: list[str] = []
-        self.params: list[torch.Tensor] = []
-        self.param_names: list[str] = []  # as model.named_parameters() calls them
-        owners: list[int] = []
-        for name, module in model.named_modules():
-            own = [(n, p) for n, p in module.named_parameters(recurse=False) if p.requires_grad]
-            if own:
-                owners += [len(self.names)] * len(own)
-                self.names.append(name or type(module).__name__)
-                self.params += [p for _, p in own]
-                self.param_names += [f"{name}.{n}" if name else n for n, _ in own]
-        if not self.names:
-            raise TrackingError("The model has no trainable parameters to track.")
-        self._owners = owners
-
-    def compute(self) -> torch.Tensor:
-        """Norms per layer as one tensor on the model's device; no host synchronisation."""
-        present = [i for i, p in enumerate(self.params) if p.grad is not None]
-        grads = [self.params[i].grad for i in present]
-        device = self.params[0].device
-        if not grads:
-            return torch.zeros(len(self.names), device=device)
-        squares = torch.stack(torch._foreach_norm(grads)).float() ** 2  # type: ignore[arg-type]
-        index = torch.tensor([self._owners[i] for i in present], device=device)
-        sums = torch.zeros(len(self.names), device=device).index_add_(0, index, squares)
-        return sums.sqrt()
-
-    def histograms(self, bins: int = HISTOGRAM_BINS) -> dict[str, wandb.Histogram]:
-        """`gradients/<parameter>` histograms of the gradients, drawn as `wandb.watch` draws
-        them (over min..max, non-finite values left out, one bin for a constant tensor)."""
-        named = [(n, p.grad.detach().flatten().float())
-                 for n, p in zip(self.param_names, self.params, strict=True)
-                 if p.grad is not None]  # fmt: skip
-        if not named:
-            return {}
-        # Every range in one transfer; the counts in a second.
-        ranges = torch.stack([torch.stack(torch.aminmax(g)) for _, g in named]).tolist()
-        spans = [(name, *span) for (name, grad), (low, high) in zip(named, ranges, strict=True)
-                 if (span := _finite_span(grad, low, high))]  # fmt: skip
-        if not spans:
-            return {}
-        counts = torch.stack([g.histc(bins, lo, hi) for _, g, lo, hi in spans]).tolist()
-        result = {}
-        for (name, grad, low, high), count in zip(spans, counts, strict=True):
-            if low == high:
-                histogram = (numpy.array([float(grad.numel())]), numpy.array([low, high]))
-            else:
-                histogram = (numpy.array(count), numpy.linspace(low, high, bins + 1))
-            result[f"gradients/{name}"] = wandb.Histogram(np_histogram=histogram)
-        return result
-
-
-def _finite_span(
-    grad: torch.Tensor, low: float, high: float
-) -> tuple[torch.Tensor, float, float] | None:
-    """The gradient without inf and nan, and its range; None when nothing finite is left."""
-    if math.isfinite(low) and math.isfinite(high):
-        return grad, low, high
-    finite = grad[grad.isfinite()]
-    if not finite.numel():
-        return None
-    low, high = torch.stack(torch.aminmax(finite)).tolist()
-    return finite, low, high
-
-
-def gradient_health(ratio: float) -> str:
-    """ "vanishing", "exploding" or "healthy" for a first-to-last layer gradient-norm ratio."""
-    if ratio < VANISHING_RATIO:
-        return "vanishing"
-    if ratio > EXPLODING_RATIO:
-        return "exploding"
-    return "healthy"
 
 
 def _warn(message: str) -> None:
@@ -380,15 +253,6 @@ class Tracker:
         self._call(self.run.log_artifact, artifact)
         self._call(self.run.summary.update, {"weights": str(path)})
         return path
-
-
-def atomic_save(obj: object, path: Path) -> Path:
-    """torch.save through a temporary file, so an interruption never leaves half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.partial")
-    torch.save(obj, partial)
-    partial.replace(path)
-    return path
 
 
 @contextmanager

@@ -17,7 +17,7 @@ import numpy as np
 import numpy.typing as npt
 from matplotlib.figure import Figure  # a Figure needs no pyplot and no GUI backend
 
-from experiments.paths import DATA_DIR
+from gradient_lab.layout import DATA_DIR
 
 DATA_FILE = "synthetic.npz"
 SAMPLE_IMAGE = "synthetic_data_sample.png"

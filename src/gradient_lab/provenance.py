@@ -1,0 +1,54 @@
+"""Where a run came from: code version, data version, device and library versions."""
+
+from __future__ import annotations
+
+import platform
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy
+import torch
+import wandb
+
+from gradient_lab.git import git
+from gradient_lab.layout import DATA_DVC
+
+
+def data_version(dvc_file: Path = DATA_DVC) -> str:
+    """The data set's content hash from its DVC file, or "untracked" before DVC versions it."""
+    if not dvc_file.is_file():
+        return "untracked"
+    found = re.search(r"^\s*-?\s*md5:\s*(\S+)", dvc_file.read_text(encoding="utf-8"), re.MULTILINE)
+    return found.group(1) if found else "unknown"
+
+
+def script_path() -> Path:
+    """The file of the running script (`python x.py`, `python -m pkg.x`, torchrun), else the
+    working directory (an interactive session)."""
+    file = getattr(sys.modules.get("__main__"), "__file__", None)
+    return Path(file) if file else Path.cwd()
+
+
+def provenance(
+    device: str, dvc_file: Path = DATA_DVC, source: Path | None = None
+) -> dict[str, Any]:
+    """Code version (of the git repository `source` lives in, by default the running script),
+    data version, device and library versions."""
+    where = (source or script_path()).resolve()
+    folder = where if where.is_dir() else where.parent
+    commit = git("rev-parse", "HEAD", cwd=folder)
+    status = git("status", "--porcelain", "--untracked-files=no", cwd=folder)
+    return {
+        "git_commit": commit or "unknown",
+        "git_dirty": bool(status) if status is not None else None,
+        "data_version": data_version(dvc_file),
+        "device": device,
+        "cuda_device": torch.cuda.get_device_name() if device.startswith("cuda") else None,
+        "python": platform.python_version(),
+        "platform": platform.platform(terse=True),
+        "torch": torch.__version__,
+        "wandb": wandb.__version__,
+        "numpy": numpy.__version__,
+    }
