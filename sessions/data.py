@@ -211,6 +211,19 @@ def workspace_state(root: Path, target: str = DATA_DIR) -> str:
     return "current"
 
 
+def clear(path: Path) -> None:
+    """Empty a folder, keeping the folder itself (a container's bind mount cannot be removed);
+    remove anything else there."""
+    if path.is_symlink() or path.is_file():
+        path.unlink()
+        return
+    for entry in path.iterdir() if path.is_dir() else []:
+        if entry.is_dir() and not entry.is_symlink():
+            remove_tree(entry)
+        else:
+            entry.unlink()
+
+
 def ensure_data(
     generate: Callable[[Path], object],
     *,
@@ -259,8 +272,9 @@ def ensure_data(
         return "pulled"
     reason = explain("pull", pulled.output).rstrip(".")
     notice(f"Notice: could not get {target}/ from DVC ({reason}) - regenerating it.")
-    # It was absent before the pull: whatever a failed pull left there is not the user's.
-    remove_tree(path, missing_ok=True)
+    # It was absent (or empty) before the pull: whatever a failed pull left there is not the
+    # user's.
+    clear(path)
     generate(path)
     if workspace_state(root, target) != "current":
         notice(
