@@ -283,3 +283,20 @@ def test_data_session_is_listed_but_not_a_ci_gate() -> None:
     sessions_by_name = {entry["name"]: entry for entry in json.loads(listed)}
     assert "pull|push|status" in sessions_by_name["data"]["description"]
     assert "ci" not in sessions_by_name["data"]["tags"]
+
+
+def test_clear_empties_a_folder_but_keeps_it(tmp_path: Path) -> None:
+    """A container's bind-mounted data/ cannot be removed: regenerating empties it instead."""
+    from sessions.data import clear
+
+    folder = tmp_path / "data"
+    (folder / "sub").mkdir(parents=True)
+    (folder / "sub" / "part.bin").write_bytes(b"x")
+    (folder / "stale.npz").write_bytes(b"x")
+    clear(folder)
+    assert folder.is_dir() and not any(folder.iterdir())
+    clear(tmp_path / "absent")
+    stray = tmp_path / "file"
+    stray.write_text("x", encoding="utf-8")
+    clear(stray)
+    assert not stray.exists()
