@@ -1,3 +1,4 @@
 """What each nox session does. `noxfile.py` declares the sessions; these modules do the work."""
 # changed
 # changed
+# changed

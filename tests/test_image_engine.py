@@ -360,3 +360,39 @@ def test_an_unreachable_torch_index_fails_in_one_sentence(
     )
     assert f"Session build-image aborted: {sentence}" in output, output[-3000:]
     print(f"unreachable index: failed after {elapsed:.0f} s")
+
+
+def test_docker_stop_gives_sigterm_to_a_process_below_the_command(
+    image: str, tmp_path: Path
+) -> None:
+    """tini (PID 1, `-g`) passes `docker stop`'s SIGTERM to the command's whole process group:
+    a Python process started by a shell (as nox starts the training script) gets it."""
+    models = tmp_path / "models"
+    models.mkdir()
+    models.chmod(0o777)
+    handler = (
+        "import pathlib, signal, sys, time\n"
+        "def stop(*_):\n"
+        "    pathlib.Path('/workspace/models/got-sigterm').write_text('143')\n"
+        "    sys.exit(143)\n"
+        "signal.signal(signal.SIGTERM, stop)\n"
+        "pathlib.Path('/workspace/models/ready').write_text('')\n"
+        "time.sleep(120)\n"
+    )
+    name = f"gradient-lab-stop-{os.getpid()}"
+    subprocess.run(
+        ["docker", "run", "-d", "--rm", "--network", "host", "--name", name,
+         "--volume", f"{models}:/workspace/models", image,
+         "sh", "-c", f"python -c {shlex.quote(handler)}; echo exited"],
+        check=True, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    try:
+        for _ in range(300):
+            if (models / "ready").exists():
+                break
+            time.sleep(0.1)
+        assert (models / "ready").exists()
+        subprocess.run(["docker", "stop", "-t", "20", name], check=True, capture_output=True)
+    finally:
+        subprocess.run(["docker", "rm", "-f", name], capture_output=True)
+    assert (models / "got-sigterm").read_text(encoding="utf-8") == "143"
