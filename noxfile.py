@@ -77,9 +77,9 @@ def export_summary(session: nox.Session) -> None:
     sessions.export_summary.run(session)
 
 
-@nox.session(python=PYTHON, default=False)
+@nox.session(python=PYTHON, venv_backend=TORCH_BACKEND, default=False)
 def data(session: nox.Session) -> None:
-    """Pull, push, check or ensure DVC-versioned data and weights: `-- pull|push|status|ensure`."""
+    """DVC-versioned data and weights: `-- pull|push|status|ensure`, or `-- dvc ARGS`."""
     sessions.data.run(session)
 
 
