@@ -36,8 +36,9 @@ __all__ = ["DATA_DIR", "DataError", "ensure_data", "explain", "main", "run", "ru
 
 ACTIONS = ("pull", "push", "status", "ensure", "dvc")
 USAGE = (
-    "usage: nox -s data -- pull [--all]|push|status|ensure [--allow-modified]|dvc ARGS "
-    "[dvc options, e.g. -r s3 or a target]"
+    "usage: nox -s data -- pull|push|status|ensure|dvc [options]: pull --all also fails on "
+    "missing weights, ensure --allow-modified accepts edited data, dvc ARGS runs DVC itself "
+    "(e.g. dvc repro train@sigmoid_deep); others go to DVC (e.g. -r s3, -j 8, a target)"
 )
 
 

@@ -9,6 +9,8 @@ import shlex
 import shutil
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -85,3 +87,27 @@ def run_printed(project: Path, env: dict[str, str], printed: str) -> Ran:
     words = shlex.split(printed)
     assert words[:4] == ["nox", "-s", "data", "--"], printed
     return nox_data(project, env, *words[4:])
+
+
+def start_push(repo: Path, env: dict[str, str], *args: str) -> subprocess.Popen[str]:
+    """`python -m sessions.data push ARGS` (what the session runs) in its own process group
+    with default Ctrl-C handling, so a test can stop it the way a terminal does."""
+    import signal
+
+    return subprocess.Popen(
+        [sys.executable, "-m", "sessions.data", "push", *args],
+        cwd=repo, env={**env, "PYTHONPATH": str(ROOT)}, text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # noqa: PLW1509
+    )  # fmt: skip
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
+
+
+def files_under(folder: Path) -> int:
+    return sum(1 for path in folder.rglob("*") if path.is_file()) if folder.is_dir() else 0
