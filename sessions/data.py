@@ -196,7 +196,12 @@ def why_not_pulled(root: Path, pulled: Result) -> str:
 
 def ensure_training_data(root: Path = ROOT, *, allow_modified: bool = False) -> str:
     """`ensure_data` for the data set the training scripts read, with its real generator."""
-    from gradient_lab.synthetic_data import generate  # noqa: PLC0415 - needs numpy/matplotlib
+
+    def generate(path: Path) -> None:
+        # Imported only when needed: the library needs numpy and matplotlib.
+        from gradient_lab.synthetic_data import generate  # noqa: PLC0415
+
+        generate(path)
 
     state = ensure_data(generate, root=root, allow_modified=allow_modified)
     if state == "current":
