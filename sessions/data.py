@@ -199,9 +199,9 @@ def ensure_training_data(root: Path = ROOT, *, allow_modified: bool = False) -> 
 
     def generate(path: Path) -> None:
         # Imported only when needed: the library needs numpy and matplotlib.
-        from gradient_lab.synthetic_data import generate  # noqa: PLC0415
+        from gradient_lab import synthetic_data  # noqa: PLC0415
 
-        generate(path)
+        synthetic_data.generate(path)
 
     state = ensure_data(generate, root=root, allow_modified=allow_modified)
     if state == "current":
