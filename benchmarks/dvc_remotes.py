@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -24,6 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from sessions.files import remove_tree
 from tests.dvc_repo import build_repo, dvc, isolated_env
 from tests.s3_server import ACCESS_KEY, BUCKET, SECRET_KEY, S3Server
 
@@ -70,8 +70,8 @@ def raw_s3(
 
 
 def reset(repo: Path) -> None:
-    shutil.rmtree(repo / "data")
-    shutil.rmtree(repo / ".dvc" / "cache")
+    remove_tree(repo / "data")
+    remove_tree(repo / ".dvc" / "cache")
 
 
 def dvc_in_process(repo: Path, remote: str, jobs: int) -> dict[str, float]:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import subprocess
 import sys
 from collections.abc import Callable, Sequence
@@ -26,6 +25,7 @@ from typing import TYPE_CHECKING
 from sessions import data_sync
 from sessions.data_sync import DATA_DIR
 from sessions.dvc_cli import DataError, Result, command, dvc, dvc_env, explain, resolve_remote
+from sessions.files import remove_tree
 from sessions.project import ROOT
 from sessions.venv import install_groups
 
@@ -161,7 +161,7 @@ def ensure_data(
     why = why_not_pulled(root, pulled)
     notice(f"Notice: could not get {target}/ from DVC ({why}) - regenerating it.")
     # It was absent before the pull: whatever a failed pull left there is not the user's.
-    shutil.rmtree(path, ignore_errors=True)
+    remove_tree(path, missing_ok=True)
     generate(path)
     if workspace_state(root, target) == "current":
         # Into the cache, so that `push` can share it; the record is unchanged.

@@ -14,6 +14,7 @@ import sessions.data
 import sessions.dvc_cli
 from sessions.data import DataError, ensure_data, explain, run_action
 from sessions.dvc_cli import Remote
+from sessions.files import remove_tree
 from tests.conftest import ROOT, RecordingSession
 from tests.data_cli import PRINTED
 from tests.dvc_repo import copy_repo, digest_tree, dvc, isolate, write_data
@@ -158,8 +159,8 @@ def test_cli_reports_a_failure_in_one_line(repo: Path) -> None:
 
 def test_push_then_pull_restores_identical_bytes(tracked: Path) -> None:
     before = digest_tree(tracked / "data")
-    shutil.rmtree(tracked / "data")
-    shutil.rmtree(tracked / ".dvc" / "cache")
+    remove_tree(tracked / "data")
+    remove_tree(tracked / ".dvc" / "cache")
     run_action("pull", root=tracked)
     assert digest_tree(tracked / "data") == before
 
@@ -177,7 +178,7 @@ def test_status_reports_workspace_and_remote(
         "  in sync: the remote holds every recorded output.",
     ]
     (tracked / "data" / "part-000.bin").write_bytes(b"edited")
-    shutil.rmtree(store)
+    remove_tree(store)
     run_action("status", root=tracked)
     out = capsys.readouterr().out
     assert "modified:" in out.split("Cache vs remote")[0]
@@ -187,8 +188,8 @@ def test_status_reports_workspace_and_remote(
 
 def test_pull_from_a_remote_without_the_data_fails_clearly(tracked: Path) -> None:
     dvc(tracked, "remote", "add", "empty", str(tracked.parent / "empty-store"))
-    shutil.rmtree(tracked / "data")
-    shutil.rmtree(tracked / ".dvc" / "cache")
+    remove_tree(tracked / "data")
+    remove_tree(tracked / ".dvc" / "cache")
     with pytest.raises(DataError) as error:
         run_action("pull", ["-r", "empty"], root=tracked)
     assert str(error.value) == (
@@ -222,7 +223,7 @@ def test_current_data_is_used_without_work(tracked: Path) -> None:
 
 def test_deleted_data_comes_back_from_the_cache(tracked: Path) -> None:
     before = digest_tree(tracked / "data")
-    shutil.rmtree(tracked / "data")
+    remove_tree(tracked / "data")
     generate = Generator()
     assert ensure_data(generate, root=tracked, notice=lambda _: None) == "restored"
     assert digest_tree(tracked / "data") == before
@@ -231,8 +232,8 @@ def test_deleted_data_comes_back_from_the_cache(tracked: Path) -> None:
 
 def test_missing_data_and_cache_are_pulled_from_the_remote(tracked: Path) -> None:
     before = digest_tree(tracked / "data")
-    shutil.rmtree(tracked / "data")
-    shutil.rmtree(tracked / ".dvc" / "cache")
+    remove_tree(tracked / "data")
+    remove_tree(tracked / ".dvc" / "cache")
     notices: list[str] = []
     generate = Generator(seed=99)
     assert ensure_data(generate, root=tracked, notice=notices.append) == "pulled"
@@ -243,8 +244,8 @@ def test_missing_data_and_cache_are_pulled_from_the_remote(tracked: Path) -> Non
 
 def test_no_reachable_remote_regenerates_with_a_notice(tracked: Path) -> None:
     dvc(tracked, "remote", "modify", "local", "url", str(tracked.parent / "gone"))
-    shutil.rmtree(tracked / "data")
-    shutil.rmtree(tracked / ".dvc" / "cache")
+    remove_tree(tracked / "data")
+    remove_tree(tracked / ".dvc" / "cache")
     notices: list[str] = []
     generate = Generator(seed=0)
     assert ensure_data(generate, root=tracked, notice=notices.append) == "regenerated"
@@ -261,8 +262,8 @@ def test_no_reachable_remote_regenerates_with_a_notice(tracked: Path) -> None:
 
 def test_regenerated_data_that_differ_from_the_record_are_announced(tracked: Path) -> None:
     dvc(tracked, "remote", "modify", "local", "url", str(tracked.parent / "gone"))
-    shutil.rmtree(tracked / "data")
-    shutil.rmtree(tracked / ".dvc" / "cache")
+    remove_tree(tracked / "data")
+    remove_tree(tracked / ".dvc" / "cache")
     notices: list[str] = []
     assert ensure_data(Generator(seed=1), root=tracked, notice=notices.append) == "regenerated"
     recorded = sessions.data.recorded_hash(tracked / "data.dvc")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import os
-import shutil
 import signal
 import sys
 from collections.abc import Callable, Iterator
@@ -14,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from sessions.data import DataError, run_action
+from sessions.files import remove_tree
 from tests.data_cli import PRINTED, data_env, fresh_copy, nox_data, start_push, wait_until
 from tests.dvc_repo import copy_repo, digest_tree, dvc, isolate, write_data
 from tests.s3_server import ACCESS_KEY, BUCKET, SECRET_KEY, S3Server
@@ -61,8 +61,8 @@ def test_push_delete_pull_gives_identical_bytes(
     repo = s3_repo(tmp_path, monkeypatch, dvc_templates["tracked"], server.endpoint)
     before = digest_tree(repo / "data")
     run_action("push", root=repo)
-    shutil.rmtree(repo / "data")
-    shutil.rmtree(repo / ".dvc" / "cache")
+    remove_tree(repo / "data")
+    remove_tree(repo / ".dvc" / "cache")
     run_action("pull", root=repo)
     assert digest_tree(repo / "data") == before
     assert "s3" in (repo / ".dvc" / "config.local").read_text(encoding="utf-8")
@@ -131,8 +131,8 @@ def test_stopped_server_fails_clearly_loses_nothing_and_a_rerun_completes(
         (printed,) = PRINTED.findall(str(error.value))
         assert printed == "nox -s data -- push"
         run_printed_action(printed, repo)
-        shutil.rmtree(repo / "data")
-        shutil.rmtree(repo / ".dvc" / "cache")
+        remove_tree(repo / "data")
+        remove_tree(repo / ".dvc" / "cache")
         run_action("pull", root=repo)
         assert snapshot(repo) == before
     finally:
@@ -176,8 +176,8 @@ def test_a_killed_push_is_reported_as_interrupted_and_the_printed_rerun_complete
     assert f"The last push to {remote} was interrupted; this push completes it." in pushed
     assert f"T{remote[1:]} now holds every output" in pushed
     assert server.object_count() - start == expected
-    shutil.rmtree(repo / "data")
-    shutil.rmtree(repo / ".dvc" / "cache")
+    remove_tree(repo / "data")
+    remove_tree(repo / ".dvc" / "cache")
     run_action("pull", root=repo)
     assert digest_tree(repo / "data") == before["data"]
 
@@ -247,8 +247,8 @@ def test_weights_recorded_but_nowhere_fail_the_push_and_not_the_pull(
     )
     assert "now holds every output" not in push.output
 
-    shutil.rmtree(project / "data")
-    shutil.rmtree(project / ".dvc" / "cache")
+    remove_tree(project / "data")
+    remove_tree(project / ".dvc" / "cache")
     pull = nox_data(project, env, "pull")
     assert pull.returncode == 0, pull.output
     assert digest_tree(project / "data") == data
