@@ -209,8 +209,8 @@ class Tracker:
         means = [torch.stack(values).float().mean() for values in self._values.values()]
         # The one device-to-host transfer of the interval.
         device = layers.norms.device
-        values: list[float] = torch.cat([*[m.to(device).reshape(1) for m in means],
-                                         layers.norms]).tolist()  # fmt: skip
+        parts = [torch.stack(means).to(device)] if means else []
+        values: list[float] = torch.cat([*parts, layers.norms]).tolist()
         row: dict[str, Any] = dict(zip(self._values, values[: len(means)], strict=True))
         row |= self._numbers
         layer_norms = values[len(means) :]
