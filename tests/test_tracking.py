@@ -374,3 +374,29 @@ def test_temporary_names_differ_per_call_and_process() -> None:
 def test_the_wandb_command_hint_names_the_cli_beside_this_python() -> None:
     hint = Path(tracking.wandb_cli())
     assert hint.name.startswith("wandb") and (hint.is_file() or hint.resolve().is_file())
+
+
+def test_provenance_names_the_repository_the_script_lives_in_or_none(tmp_path: Path) -> None:
+    import subprocess
+
+    repo, outside = tmp_path / "repo", tmp_path / "outside"
+    outside.mkdir()
+    (repo / "sub").mkdir(parents=True)
+    git = ["git", "-c", "user.name=T", "-c", "user.email=t@example.org"]
+    (repo / "sub" / "train.py").write_text("print()\n", encoding="utf-8")
+    (repo / "data.dvc").write_text("outs:\n- md5: abc.dir\n", encoding="utf-8")
+    for args in (["init", "-q"], ["add", "."], ["commit", "-qm", "x"]):
+        subprocess.run([*git, *args], cwd=repo, check=True, capture_output=True)
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True,
+                          text=True, check=True).stdout.strip()  # fmt: skip
+    found = provenance.provenance("cpu", source=repo / "sub" / "train.py")
+    assert (found["git_commit"], found["git_repository"]) == (head, "repo")
+    assert (found["git_dirty"], found["data_version"]) == (False, "abc.dir")
+    (repo / "sub" / "train.py").write_text("print(1)\n", encoding="utf-8")
+    assert provenance.provenance("cpu", source=repo / "sub" / "train.py")["git_dirty"] is True
+    alone = outside / "train.py"
+    alone.write_text("print()\n", encoding="utf-8")
+    nothing = provenance.provenance("cpu", source=alone)
+    assert (nothing["git_commit"], nothing["git_dirty"], nothing["git_repository"]) == (
+        "none", None, None,
+    )  # fmt: skip

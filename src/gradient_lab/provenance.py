@@ -37,12 +37,16 @@ def provenance(
     """Code version of the git repository that `source` (default: the running script) lives
     in, the data version its `data.dvc` records, the device and library versions.
 
-    Outside any git repository (or without git) the commit is "none" and the dirty flag None;
-    the data version is then read from `data.dvc` in the working directory.
+    A script outside any repository (an installed command, `python -m pytest`, a notebook) is
+    represented by the working directory's repository. Outside any (or without git) the commit
+    is "none" and the dirty flag None; the data version then comes from `./data.dvc`.
     """
     where = (source or script_path()).resolve()
     folder = where if where.is_dir() else where.parent
     top = git("rev-parse", "--show-toplevel", cwd=folder)
+    if top is None and source is None:
+        folder = Path.cwd()
+        top = git("rev-parse", "--show-toplevel", cwd=folder)
     commit = git("rev-parse", "HEAD", cwd=folder) if top else None
     status = git("status", "--porcelain", "--untracked-files=no", cwd=folder) if top else None
     return {
