@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from sessions import safety_db
 from sessions.project import LOCK, REPORTS, ROOT
 from sessions.venv import install_groups
 
@@ -452,7 +453,12 @@ def scan(
 def run(session: nox.Session) -> None:
     install_groups(session, "security")
     database = os.environ.get(DB_ENV) or None
-    session.log(f"safety database: {database or 'online'} (set {DB_ENV} for a local one)")
+    if session.posargs:  # --update-db DIR: build the database from PyPA's advisories first
+        database = str(safety_db.update_in_session(session))
+    if database:
+        session.log(f"safety database: {safety_db.describe(Path(database).resolve())}")
+    else:
+        session.log(f"safety database: online (set {DB_ENV} or pass --update-db for a local one)")
     outcomes = scan(session.bin_paths, database=database)
     print(summary_table(outcomes), flush=True)
     session.log(f"Reports: {REPORTS}")
