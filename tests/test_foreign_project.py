@@ -23,7 +23,8 @@ import torch
 from tests.conftest import ROOT
 from tests.wandb_runs import history, inspect, run_dirs
 
-pytestmark = pytest.mark.slow
+# Building the venv (torch included) happens in the first test: give it time on a busy machine.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 
 SCRIPT = Path(__file__).parent / "foreign_project" / "train_cnn.py"
 
