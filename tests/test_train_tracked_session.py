@@ -114,6 +114,7 @@ def test_session_with_a_bad_option_exits_non_zero(
 
 
 @pytest.mark.slow
+@pytest.mark.skipif(sys.platform == "win32", reason="torchrun's store needs libuv, absent there")
 def test_session_trains_the_demo_in_two_processes_as_one_run(
     tmp_path: Path, child_env: dict[str, str], nox_cmd: list[str]
 ) -> None:
