@@ -3,7 +3,8 @@
 Runs `experiments/tiny_regression.py --steps 10` three times as a user would start it: offline
 (the baseline: start, train, finish), online without any API key, and online with a key and a
 server that does not answer (a closed port on loopback as WANDB_BASE_URL, the library's default
-init timeout). Prints seconds from start to exit, the ratio to the offline run, and the sentence.
+init timeout). Prints seconds from start to exit, the ratio to the offline run, and the sentence;
+first, the floor under all three: a Python that only imports torch, wandb and gradient_lab.
 
     python -m benchmarks.online_failures
 """
@@ -42,7 +43,15 @@ def timed(scratch: Path, **env: str) -> tuple[float, int, str]:
     return time.perf_counter() - began, result.returncode, result.stderr.strip()
 
 
+def import_floor() -> float:
+    began = time.perf_counter()
+    subprocess.run([sys.executable, "-c", "import torch, wandb, gradient_lab"], check=True)
+    return time.perf_counter() - began
+
+
 def main() -> int:
+    floor = import_floor()
+    print(f"{'imports only (the floor)':<28} exit 0  {floor:6.1f} s")
     with tempfile.TemporaryDirectory() as folder:
         scratch = Path(folder)
         cases = {
@@ -54,7 +63,8 @@ def main() -> int:
         results = {name: timed(scratch, **env) for name, env in cases.items()}
     baseline = results["offline (baseline)"][0]
     for name, (seconds, code, stderr) in results.items():
-        print(f"{name:<28} exit {code}  {seconds:6.1f} s  ({seconds / baseline:.2f}x offline)")
+        print(f"{name:<28} exit {code}  {seconds:6.1f} s  ({seconds / baseline:.2f}x offline, "
+              f"{seconds - floor:.1f} s after the imports)")  # fmt: skip
         if stderr:
             print(f"    {stderr}")
     return 0

@@ -68,7 +68,7 @@ DEFAULT_LOG_EVERY = 10
 DEFAULT_WATCH_EVERY = 100
 # Seconds an online run may take to start: W&B's own default (90) is a long wait for a typo in
 # WANDB_BASE_URL or a network that is down.
-INIT_TIMEOUT = 20
+INIT_TIMEOUT = 15
 OFFLINE_HINT = (
     "or train offline with WANDB_MODE=offline and upload the run later with "
     "`wandb sync <run folder>`"
