@@ -10,9 +10,6 @@ from typing import Any
 import numpy
 import torch
 
-# A metric value as a training loop has it at hand.
-Metric = float | int | torch.Tensor | numpy.generic | numpy.ndarray | Sequence[Any]
-
 
 def config_dict(config: object) -> dict[str, Any]:
     """A Mapping, an argparse.Namespace or a dataclass instance as a plain dict (None: empty)."""
