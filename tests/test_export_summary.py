@@ -110,6 +110,7 @@ def run_cli(*args: str, capsys: pytest.CaptureFixture[str]) -> tuple[int, str, s
 # --- the .docx --------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_docx_headings_in_order_with_heading_styles(exported: dict[str, Path]) -> None:
     import docx as python_docx
 
@@ -123,6 +124,7 @@ def test_docx_headings_in_order_with_heading_styles(exported: dict[str, Path]) -
     assert by_style["Date"] == "2026-11-27"
 
 
+@pytest.mark.slow
 def test_docx_table_cells_code_lists_and_unicode(exported: dict[str, Path]) -> None:
     import docx as python_docx
     from docx.oxml.ns import qn
@@ -141,6 +143,7 @@ def test_docx_table_cells_code_lists_and_unicode(exported: dict[str, Path]) -> N
     assert levels == [0, 1, 2, 0]
 
 
+@pytest.mark.slow
 def test_docx_embeds_both_images_svg_as_png(exported: dict[str, Path]) -> None:
     import docx as python_docx
 
@@ -151,6 +154,7 @@ def test_docx_embeds_both_images_svg_as_png(exported: dict[str, Path]) -> None:
     assert all(part.blob.startswith(b"\x89PNG") for part in images)
 
 
+@pytest.mark.slow
 def test_docx_carries_the_reference_styles(exported: dict[str, Path]) -> None:
     import docx as python_docx
     from docx.shared import RGBColor
@@ -170,6 +174,7 @@ def test_docx_carries_the_reference_styles(exported: dict[str, Path]) -> None:
     assert section.page_width.cm == pytest.approx(21, abs=0.01)
 
 
+@pytest.mark.slow
 def test_reference_is_made_the_same_way_every_time(tmp_path: Path) -> None:
     import docx as python_docx
 
@@ -202,6 +207,7 @@ def pdf_fonts(path: Path) -> dict[str, bool]:
     return fonts
 
 
+@pytest.mark.slow
 def test_pdf_pages_text_and_metadata(exported: dict[str, Path]) -> None:
     from pypdf import PdfReader
 
@@ -220,6 +226,7 @@ def test_pdf_pages_text_and_metadata(exported: dict[str, Path]) -> None:
     assert reader.metadata.author == "Ada Lovelace"
 
 
+@pytest.mark.slow
 def test_pdf_embeds_every_font(exported: dict[str, Path]) -> None:
     fonts = pdf_fonts(exported["pdf"])
     assert any("LibertinusSerif" in name for name in fonts), fonts
@@ -227,6 +234,7 @@ def test_pdf_embeds_every_font(exported: dict[str, Path]) -> None:
     assert all(fonts.values()), fonts
 
 
+@pytest.mark.slow
 def test_pdf_draws_the_images(exported: dict[str, Path]) -> None:
     from pypdf import PdfReader
 
@@ -240,6 +248,7 @@ def test_pdf_draws_the_images(exported: dict[str, Path]) -> None:
 # --- metadata, contents, options ----------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_title_author_date_fall_back_to_git_and_file_name(tmp_path: Path) -> None:
     path = write_document(tmp_path, "# One\n\nText.\n")
     git = ["git", "-c", "user.name=Grace Hopper", "-c", "user.email=g@example.org"]
@@ -257,6 +266,7 @@ def test_title_author_date_fall_back_to_git_and_file_name(tmp_path: Path) -> Non
     assert document.meta_text("date") == "2026-01-02"
 
 
+@pytest.mark.slow
 def test_outside_git_the_date_is_today(tmp_path: Path) -> None:
     import datetime
 
@@ -265,6 +275,7 @@ def test_outside_git_the_date_is_today(tmp_path: Path) -> None:
     assert document.meta_text("author") in ("", source.git_metadata(document.path)[0])
 
 
+@pytest.mark.slow
 def test_long_documents_get_a_table_of_contents(tmp_path: Path) -> None:
     from pypdf import PdfReader
 
@@ -323,6 +334,7 @@ def test_input_that_is_not_utf8(tmp_path: Path, capsys: pytest.CaptureFixture[st
     )
 
 
+@pytest.mark.slow
 def test_missing_image(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = write_document(tmp_path, DOCUMENT + "\n![gone](img/missing.png)\n")
     assert_fails(
@@ -330,6 +342,7 @@ def test_missing_image(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> No
     )
 
 
+@pytest.mark.slow
 def test_remote_image(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = write_document(tmp_path, "![web](https://example.org/a.png)\n")
     assert_fails(capsys, tmp_path / "out", "--input", str(path), says="is not a local file")
@@ -356,6 +369,7 @@ def test_output_folder_that_cannot_be_written(
 # --- outputs are replaced whole ---------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_success_replaces_outputs_and_prints_their_paths(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -374,6 +388,7 @@ def test_success_replaces_outputs_and_prints_their_paths(
         assert (out / "report.pdf").stat().st_mode & 0o777 == files.default_file_mode()
 
 
+@pytest.mark.slow
 def test_a_failure_midway_leaves_every_old_output(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -427,6 +442,7 @@ def test_session_exports_the_project_summary(
     assert "Unknown output format odt" in bad.stderr + bad.stdout
 
 
+@pytest.mark.slow
 def test_broken_front_matter(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = write_document(tmp_path, "---\ntitle: a: b\n---\n\nText.\n")
     assert_fails(capsys, tmp_path / "out", "--input", str(path), says="pandoc could not read")

@@ -9,7 +9,6 @@ from __future__ import annotations
 import datetime
 import json
 import os
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -415,16 +414,6 @@ def test_safety_with_no_reachable_database_fails_closed(
 # --- the session end to end -----------------------------------------------------------------
 
 
-def copy_project(tmp_path: Path) -> Path:
-    project = tmp_path / "project"
-    ignore = shutil.ignore_patterns("__pycache__")
-    for folder in ("src", "sessions", "experiments"):
-        shutil.copytree(ROOT / folder, project / folder, ignore=ignore)
-    for name in ("noxfile.py", "pyproject.toml", LOCK.name, security.POLICY_NAME):
-        shutil.copy2(ROOT / name, project / name)
-    return project
-
-
 def run_session(
     project: Path, database: Path, nox_cmd: list[str], env: dict[str, str]
 ) -> subprocess.CompletedProcess[str]:
@@ -437,9 +426,9 @@ def run_session(
 
 @pytest.mark.slow
 def test_the_project_as_it_stands_passes(
-    tmp_path: Path, database: Path, nox_cmd: list[str], child_env: dict[str, str]
+    project_copy: Path, database: Path, nox_cmd: list[str], child_env: dict[str, str]
 ) -> None:
-    project = copy_project(tmp_path)
+    project = project_copy
     result = run_session(project, database, nox_cmd, child_env)
     output = result.stdout + result.stderr
     assert result.returncode == 0, output
@@ -451,9 +440,9 @@ def test_the_project_as_it_stands_passes(
 
 @pytest.mark.slow
 def test_the_session_fails_closed_with_one_sentence_per_tool(
-    tmp_path: Path, database: Path, nox_cmd: list[str], child_env: dict[str, str]
+    project_copy: Path, database: Path, nox_cmd: list[str], child_env: dict[str, str]
 ) -> None:
-    project = copy_project(tmp_path)
+    project = project_copy
     (project / "experiments" / "planted.py").write_text(PLANTED, encoding="utf-8")
     (project / LOCK.name).write_text("requests==2.19.0\n", encoding="utf-8")
     result = run_session(project, database, nox_cmd, child_env)

@@ -41,11 +41,13 @@ def check_schema(schema: str, path: Path) -> subprocess.CompletedProcess[str]:
         ("vendor.dependabot", GITHUB / "dependabot.yml"),
     ],
 )
+@pytest.mark.slow
 def test_files_match_githubs_schemas(schema: str, path: Path) -> None:
     result = check_schema(schema, path)
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+@pytest.mark.slow
 def test_schema_check_catches_a_broken_workflow(tmp_path: Path) -> None:
     broken = tmp_path / "ci.yml"
     shutil.copy2(WORKFLOW, broken)
@@ -81,6 +83,7 @@ def test_hardening() -> None:
         assert "continue-on-error" not in step, f"step {step} may fail silently"
 
 
+@pytest.mark.slow
 def test_matrix_is_derived_from_the_noxfile_on_both_oses() -> None:
     workflow = load(WORKFLOW)
     gate = workflow["jobs"]["gate"]
@@ -91,6 +94,7 @@ def test_matrix_is_derived_from_the_noxfile_on_both_oses() -> None:
     assert {"tests", "security", "lint"} <= set(gates)
 
 
+@pytest.mark.slow
 def test_every_session_named_in_github_files_exists() -> None:
     names = set(ci.sessions_tagged("ci")) | set(ci.sessions_tagged("ci-linux"))
     listed = subprocess.run(
@@ -124,6 +128,7 @@ def test_ci_script_runs_the_linux_leg_in_workflow_order() -> None:
     assert positions == sorted(positions)
 
 
+@pytest.mark.slow
 def test_ci_module_prints_step_outputs(capsys: pytest.CaptureFixture[str]) -> None:
     ci.main()
     lines = capsys.readouterr().out.splitlines()
