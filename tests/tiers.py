@@ -28,10 +28,9 @@ from typing import Any
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+from sessions.tests import TIER_MARKERS
 
-TIER_MARKERS = ("slow", "docker")
-FAST_TIER = "not slow and not docker"
+ROOT = Path(__file__).resolve().parent.parent
 
 # Ignored by git, so `git status` does not see them, but the developer's own.
 GUARDED_TREES = ("data", "models", "wandb", "build")
