@@ -21,7 +21,8 @@ ROOT = tiers.ROOT
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    config.pluginmanager.register(tiers, "tiers")
+    if config.pluginmanager.register(tiers, "tiers") is None:  # blocked with -p no:tiers
+        raise pytest.UsageError("tests/tiers.py cannot be switched off: it checks every run.")
 
 
 @pytest.fixture(scope="session")

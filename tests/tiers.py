@@ -21,6 +21,7 @@ import functools
 import os
 import socket
 import subprocess
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -47,12 +48,20 @@ class Guard:
 
     def __init__(self) -> None:
         self.test: str | None = None  # node id of the unmarked test in setup or call
+        # Threads that earlier (slow) tests left running are not this test's doing; threads
+        # the test starts, and the main thread, are.
+        self.earlier_threads: set[int] = set()
         self.violations: dict[str, list[str]] = {}
         self.installed = False
 
+    def start(self, nodeid: str | None) -> None:
+        main = threading.main_thread().ident
+        self.earlier_threads = {t.ident for t in threading.enumerate() if t.ident != main}
+        self.test = nodeid
+
     def check(self, what: str) -> None:
         test = self.test
-        if test is None:
+        if test is None or threading.get_ident() in self.earlier_threads:
             return
         message = (
             f"{test} {what}, but it has no tier marker: mark it @pytest.mark.slow (a real "
@@ -116,7 +125,7 @@ def is_fast(item: pytest.Item) -> bool:
 @contextmanager
 def guarding(item: pytest.Item) -> Iterator[None]:
     GUARD.install()
-    GUARD.test = item.nodeid if is_fast(item) else None
+    GUARD.start(item.nodeid if is_fast(item) else None)
     try:
         yield
     finally:
