@@ -15,8 +15,12 @@ GUARDED = """
 import socket
 import subprocess
 import sys
+import threading
+import time
 
 import pytest
+
+STOP = threading.Event()
 
 
 def test_pure_logic():
@@ -43,6 +47,26 @@ def test_opens_a_server():
 @pytest.mark.slow
 def test_marked_may_start_a_process():
     subprocess.run([sys.executable, "-c", "pass"], check=True)
+
+
+@pytest.mark.slow
+def test_marked_leaves_a_thread_that_keeps_starting_processes():
+    def loop():
+        while not STOP.is_set():
+            subprocess.run([sys.executable, "-c", "pass"], check=True)
+
+    threading.Thread(target=loop, daemon=True).start()
+
+
+def test_pure_while_an_earlier_thread_starts_processes():
+    time.sleep(1)
+    STOP.set()
+
+
+def test_starts_a_process_in_its_own_thread():
+    worker = threading.Thread(target=subprocess.run, args=([sys.executable, "-c", "pass"],))
+    worker.start()
+    worker.join()
 """
 
 WRITES_DATA = """
@@ -80,9 +104,12 @@ def run_planted(
 
 
 def outcome(output: str, test: str) -> str:
-    line = next(line for line in output.splitlines() if line.endswith(f"::{test}") or
-                f"::{test} - " in line)  # fmt: skip
-    return line.split()[0]
+    """PASSED or FAILED, from the short summary that `-rA` prints."""
+    for line in output.splitlines():
+        word, _, rest = line.partition(" ")
+        if word in ("PASSED", "FAILED", "ERROR") and rest.split(" - ")[0].endswith(f"::{test}"):
+            return word
+    raise AssertionError(f"{test} is not in the summary:\n{output}")
 
 
 @pytest.mark.slow
