@@ -47,7 +47,7 @@ def tests_fast(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON, tags=["ci"])
 def security(session: nox.Session) -> None:
-    """Scan code with bandit and pinned dependencies with safety (Rule 6)."""
+    """Scan code with bandit, locked pins with safety, tracked files for secrets (Rule 6)."""
     sessions.security.run(session)
 
 
@@ -83,13 +83,13 @@ def export_summary(session: nox.Session) -> None:
     sessions.export_summary.run(session)
 
 
-@nox.session(python=PYTHON, default=False)
+@nox.session(python=PYTHON, venv_backend=TORCH_BACKEND, default=False)
 def data(session: nox.Session) -> None:
-    """Pull, push, check or ensure DVC-versioned data and weights: `-- pull|push|status|ensure`."""
+    """DVC-versioned data and weights: `-- pull|push|status|ensure`, or `-- dvc ARGS`."""
     sessions.data.run(session)
 
 
 @nox.session(python=PYTHON, default=False)
 def lock(session: nox.Session) -> None:
-    """Re-resolve every dependency group into requirements.lock.txt (needs PyPI)."""
+    """Re-resolve the dependency groups into the locks (needs PyPI)."""
     sessions.lock.run(session)
