@@ -15,10 +15,17 @@ import zlib
 from pathlib import Path
 
 import pytest
-from docx.oxml.ns import qn
 
 from sessions.summary import ExportError, cli, docx, export, files, fit, pdf, source
 from tests.conftest import ROOT
+
+
+def qn(tag: str) -> str:
+    """python-docx's qualified tag name; imported here, as the fast tier has no python-docx."""
+    from docx.oxml.ns import qn as qualified
+
+    return str(qualified(tag))
+
 
 DOCUMENT = """\
 ---
@@ -330,6 +337,7 @@ def emoji_font_file() -> Path:
     return Path(found[0])
 
 
+@pytest.mark.slow
 def test_emoji_without_an_emoji_font_warn_in_one_line(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -352,6 +360,7 @@ def test_emoji_without_an_emoji_font_warn_in_one_line(
     assert (code, stderr) == (0, "")  # Word draws emoji with the reader's fonts
 
 
+@pytest.mark.slow
 def test_an_emoji_font_in_a_font_folder_is_found_and_used(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -370,6 +379,7 @@ def test_an_emoji_font_in_a_font_folder_is_found_and_used(
     assert "🎉" in text
 
 
+@pytest.mark.slow
 def test_no_emoji_no_warning(tmp_path: Path) -> None:
     bare = pdf.Fonts(paths=(), system=False)
     assert pdf.emoji_warning("a.md", "Plain text, accents: é, ü; arrows → ✓", bare) is None
@@ -467,6 +477,7 @@ def test_output_folder_that_cannot_be_written(
                  says=f"Cannot write into the output folder {out}: Permission denied.")  # fmt: skip
 
 
+@pytest.mark.slow
 def test_a_failed_conversion_creates_no_output_folder(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -480,6 +491,7 @@ def test_a_failed_conversion_creates_no_output_folder(
     assert not (tmp_path / "new").exists()
 
 
+@pytest.mark.slow
 def test_a_failed_copy_removes_the_folders_it_made(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -625,6 +637,7 @@ def stress(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return {p.suffix[1:]: p for p in written}
 
 
+@pytest.mark.slow
 def test_stress_pdf_keeps_all_text_inside_the_text_area(stress: dict[str, Path]) -> None:
     import pdfplumber
 
@@ -649,6 +662,7 @@ def test_stress_pdf_keeps_all_text_inside_the_text_area(stress: dict[str, Path])
     assert CODE_LINE in text.replace("\n", "")  # wrapped, but every character is there
 
 
+@pytest.mark.slow
 def test_stress_pdf_table_cells_never_overlap(stress: dict[str, Path]) -> None:
     import pdfplumber
 
@@ -677,6 +691,7 @@ def test_stress_pdf_table_cells_never_overlap(stress: dict[str, Path]) -> None:
     assert 7.5 in sizes  # the table did not fit at full size: smaller type
 
 
+@pytest.mark.slow
 def test_stress_pdf_columns_are_sized_from_content(stress: dict[str, Path]) -> None:
     import pdfplumber
 
@@ -688,6 +703,7 @@ def test_stress_pdf_columns_are_sized_from_content(stress: dict[str, Path]) -> N
     assert starts["r0c1"] - number["x0"] < column_width / 2  # "n" column is narrow
 
 
+@pytest.mark.slow
 def test_stress_pdf_code_lines_touch_so_box_drawing_joins(stress: dict[str, Path]) -> None:
     import pdfplumber
 
@@ -699,6 +715,7 @@ def test_stress_pdf_code_lines_touch_so_box_drawing_joins(stress: dict[str, Path
     assert pitch <= bars[0]["bottom"] - bars[0]["top"] + 0.01  # no gap between glyph boxes
 
 
+@pytest.mark.slow
 def test_stress_pdf_block_quote_has_a_rule_in_the_accent_colour(stress: dict[str, Path]) -> None:
     import pdfplumber
 
@@ -728,6 +745,7 @@ def first_page_filled(path: Path) -> float:
     return (lowest - MARGIN_Y) / (end - MARGIN_Y)
 
 
+@pytest.mark.slow
 def test_stress_pdf_first_page_is_filled_despite_the_large_figure(
     stress: dict[str, Path],
 ) -> None:
@@ -739,6 +757,7 @@ def test_stress_pdf_first_page_is_filled_despite_the_large_figure(
     assert image["bottom"] - image["top"] <= fit.MAX_IMAGE_HEIGHT_CM * CM + 0.5
 
 
+@pytest.mark.slow
 def test_stress_docx_footer_has_page_fields_and_header_the_title(
     stress: dict[str, Path],
 ) -> None:
@@ -759,6 +778,7 @@ def test_stress_docx_footer_has_page_fields_and_header_the_title(
     assert "Stress test" not in [text for style, text in styles if style != "Title"]
 
 
+@pytest.mark.slow
 def test_stress_docx_tables_images_quotes_and_code(stress: dict[str, Path]) -> None:
     import docx as python_docx
     from docx.shared import RGBColor

@@ -177,6 +177,7 @@ ci_run_is_bash = pytest.mark.skipif(
 )
 
 
+@pytest.mark.slow
 @ci_run_is_bash
 def test_ci_run_applies_every_variable_the_workflow_sets(tmp_path: Path) -> None:
     project = copy_ci_files(tmp_path)
@@ -198,6 +199,7 @@ def test_every_exception_says_why_and_only_index_variables_are_excepted() -> Non
         assert "index" in reason and ".ci/run" in reason
 
 
+@pytest.mark.slow
 @ci_run_is_bash
 def test_a_variable_added_to_the_workflow_reaches_ci_run(tmp_path: Path) -> None:
     project = copy_ci_files(tmp_path)
@@ -223,6 +225,7 @@ def test_a_variable_added_to_the_workflow_reaches_ci_run(tmp_path: Path) -> None
         ),
     ],
 )
+@pytest.mark.slow
 def test_an_environment_ci_run_cannot_reproduce_stops_it(
     tmp_path: Path, edit: tuple[str, str], message: str
 ) -> None:
@@ -268,6 +271,7 @@ def step_scripts(job: dict[str, Any]) -> str:
     return "\n".join(step.get("run", "") for step in job["steps"])
 
 
+@pytest.mark.slow
 def test_engine_tests_run_with_build_image_and_not_in_the_gate() -> None:
     jobs = load(WORKFLOW)["jobs"]
     assert 'tests) args=(-- -m "not docker")' in step_scripts(jobs["gate"])
