@@ -35,8 +35,14 @@ TORCH_BACKEND = torch_venv_backend()
 
 @nox.session(python=PYTHON, venv_backend=TORCH_BACKEND, tags=["ci"])
 def tests(session: nox.Session) -> None:
-    """Run pytest with coverage; fail below the coverage floor (Rule 5)."""
+    """Run every test in parallel with coverage; fail below the coverage floor (Rule 5)."""
     sessions.tests.run(session)
+
+
+@nox.session(name="tests-fast", python=PYTHON, venv_backend=TORCH_BACKEND, default=False)
+def tests_fast(session: nox.Session) -> None:
+    """Run the fast tier: tests that start no tool, server, training run or nox (seconds)."""
+    sessions.tests.run_fast(session)
 
 
 @nox.session(python=PYTHON, tags=["ci"])

@@ -135,6 +135,7 @@ def test_cli_usage_and_unknown_action(capsys: pytest.CaptureFixture[str]) -> Non
     assert "unknown action 'fetch'" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_cli_reports_a_failure_in_one_line(repo: Path) -> None:
     proc = subprocess.run(
         [sys.executable, "-m", "sessions.data", "push", "-r", "nonexist"],
@@ -157,6 +158,7 @@ def test_cli_reports_a_failure_in_one_line(repo: Path) -> None:
 # --- push, pull, status with the local remote ---------------------------------------------
 
 
+@pytest.mark.slow
 def test_push_then_pull_restores_identical_bytes(tracked: Path) -> None:
     before = digest_tree(tracked / "data")
     remove_tree(tracked / "data")
@@ -165,6 +167,7 @@ def test_push_then_pull_restores_identical_bytes(tracked: Path) -> None:
     assert digest_tree(tracked / "data") == before
 
 
+@pytest.mark.slow
 def test_status_reports_workspace_and_remote(
     tracked: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -186,6 +189,7 @@ def test_status_reports_workspace_and_remote(
     assert "data/: in your cache, not on the remote; `nox -s data -- push` uploads it." in out
 
 
+@pytest.mark.slow
 def test_pull_from_a_remote_without_the_data_fails_clearly(tracked: Path) -> None:
     dvc(tracked, "remote", "add", "empty", str(tracked.parent / "empty-store"))
     remove_tree(tracked / "data")
@@ -202,6 +206,7 @@ def test_pull_from_a_remote_without_the_data_fails_clearly(tracked: Path) -> Non
 # --- ensure_data: what training calls first -----------------------------------------------
 
 
+@pytest.mark.slow
 def test_untracked_data_is_generated_with_a_notice(repo: Path) -> None:
     notices: list[str] = []
     generate = Generator()
@@ -215,12 +220,14 @@ def test_untracked_data_is_generated_with_a_notice(repo: Path) -> None:
     assert "no data.dvc records" in notices[1]
 
 
+@pytest.mark.slow
 def test_current_data_is_used_without_work(tracked: Path) -> None:
     generate = Generator()
     assert ensure_data(generate, root=tracked) == "current"
     assert generate.calls == 0
 
 
+@pytest.mark.slow
 def test_deleted_data_comes_back_from_the_cache(tracked: Path) -> None:
     before = digest_tree(tracked / "data")
     remove_tree(tracked / "data")
@@ -230,6 +237,7 @@ def test_deleted_data_comes_back_from_the_cache(tracked: Path) -> None:
     assert generate.calls == 0
 
 
+@pytest.mark.slow
 def test_missing_data_and_cache_are_pulled_from_the_remote(tracked: Path) -> None:
     before = digest_tree(tracked / "data")
     remove_tree(tracked / "data")
@@ -242,6 +250,7 @@ def test_missing_data_and_cache_are_pulled_from_the_remote(tracked: Path) -> Non
     assert "Pulled data/" in notices[-1]
 
 
+@pytest.mark.slow
 def test_no_reachable_remote_regenerates_with_a_notice(tracked: Path) -> None:
     dvc(tracked, "remote", "modify", "local", "url", str(tracked.parent / "gone"))
     remove_tree(tracked / "data")
@@ -260,6 +269,7 @@ def test_no_reachable_remote_regenerates_with_a_notice(tracked: Path) -> None:
     assert "data.dvc" not in dvc(tracked, "status"), "workspace, cache and record agree"
 
 
+@pytest.mark.slow
 def test_regenerated_data_that_differ_from_the_record_are_announced(tracked: Path) -> None:
     dvc(tracked, "remote", "modify", "local", "url", str(tracked.parent / "gone"))
     remove_tree(tracked / "data")
@@ -271,6 +281,7 @@ def test_regenerated_data_that_differ_from_the_record_are_announced(tracked: Pat
     assert any("differs from the version data.dvc records" in n and recorded in n for n in notices)
 
 
+@pytest.mark.slow
 def test_modified_data_stop_training_unless_allowed(tracked: Path) -> None:
     (tracked / "data" / "part-000.bin").write_bytes(b"edited")
     generate = Generator()
@@ -318,6 +329,7 @@ def test_dvc_yaml_defines_a_train_stage_per_model(
         assert f"models/{name}-{model['activation']}.pt" in listed
 
 
+@pytest.mark.slow
 def test_data_session_is_listed_but_not_a_ci_gate() -> None:
     listed = subprocess.run(
         [sys.executable, "-m", "nox", "--list", "--json", "-k", "True"],

@@ -102,6 +102,7 @@ def test_exploding_gradients_warn_once_and_alert_when_online(
     assert capsys.readouterr().err.count("WARNING: exploding gradients") == 1
 
 
+@pytest.mark.slow
 def test_a_second_script_is_tracked_by_the_same_layer(
     wandb_offline: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -118,6 +119,7 @@ def test_a_second_script_is_tracked_by_the_same_layer(
     assert (tmp_path / "m" / "tiny-regression.pt").is_file()
 
 
+@pytest.mark.slow
 def test_disabled_mode_writes_no_run(wandb_offline: Path, tmp_path: Path) -> None:
     model = torch.nn.Linear(2, 1)
     with tracking.track("quiet", {}, model, mode="disabled", models_dir=tmp_path) as tracker:

@@ -80,7 +80,7 @@ def session_env(child_env: dict[str, str]) -> dict[str, str]:
 
 @pytest.mark.slow
 def test_smoke_session_trains_offline_with_no_account(
-    tmp_path: Path, child_env: dict[str, str], nox_cmd: list[str]
+    tmp_path: Path, child_env: dict[str, str], nox_cmd: list[str], project_copy: Path
 ) -> None:
     env = session_env(child_env) | {"WANDB_CONFIG_DIR": str(tmp_path / "cfg"),
                                     "WANDB_DATA_DIR": str(tmp_path / "wd")}  # fmt: skip
@@ -88,7 +88,7 @@ def test_smoke_session_trains_offline_with_no_account(
         [*nox_cmd, "--no-venv", "-s", "train-tracked", "--", "--smoke", "--no-progress",
          "--activation", "sigmoid", "--run-dir", str(tmp_path), "--models-dir",
          str(tmp_path / "models"), "--data-dir", str(tmp_path / "data")],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
+        cwd=project_copy, env=env, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     output = result.stdout + result.stderr
     assert result.returncode == 0, output
@@ -100,12 +100,14 @@ def test_smoke_session_trains_offline_with_no_account(
     assert inspect(run_dir)["config"]["epochs"] == 2
 
 
+@pytest.mark.slow
 def test_session_with_a_bad_option_exits_non_zero(
-    tmp_path: Path, child_env: dict[str, str], nox_cmd: list[str]
+    child_env: dict[str, str], nox_cmd: list[str], project_copy: Path
 ) -> None:
     result = subprocess.run(
         [*nox_cmd, "--no-venv", "-s", "train-tracked", "--", "--epochs", "-3"],
-        cwd=ROOT, env=session_env(child_env), capture_output=True, text=True, timeout=120,
+        cwd=project_copy, env=session_env(child_env), capture_output=True, text=True,
+        timeout=120,
     )  # fmt: skip
     output = result.stdout + result.stderr
     assert result.returncode != 0
