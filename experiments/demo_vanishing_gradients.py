@@ -7,15 +7,22 @@ Each activation is one tracked W&B run; the end prints the first-to-last gradien
 
     python -m experiments.demo_vanishing_gradients --activation sigmoid relu --epochs 20
     nox -s train-tracked -- --smoke
+    nox -s train-tracked -- --nproc 2 --smoke     # distributed: one process per device, DDP
+
+Under torchrun each process trains on its own shard of every epoch (the samples a rank reads
+are every world-size-th of the epoch's order), `--batch-size` is per process, and rank 0 alone
+logs and saves.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, redirect_stdout
 from dataclasses import asdict, dataclass, field
 from itertools import pairwise
 from pathlib import Path
@@ -26,11 +33,12 @@ from matplotlib.figure import Figure
 from torch import nn
 from tqdm import tqdm
 
-from gradient_lab import Tracker, TrackingError, atomic_save, synthetic_data, track
+from gradient_lab import Tracker, TrackingError, atomic_save, distributed, synthetic_data, track
 from gradient_lab.gradients import LayerGradNorms
 from gradient_lab.interrupt import StopRequest, stop_on_signals
 from gradient_lab.layout import DATA_DIR, MODELS_DIR
 from gradient_lab.synthetic_data import DataSet
+from gradient_lab.tracking import wandb_cli
 
 ACTIVATIONS = ("sigmoid", "tanh", "relu")
 INITS = ("auto", "default", "xavier", "kaiming")
@@ -141,10 +149,17 @@ class Trainer:
     features: torch.Tensor
     labels: torch.Tensor
     step: int = 0
+    rank: int = 0
+    world: int = 1
+
+    @property
+    def shard_size(self) -> int:
+        """Samples this process trains on per epoch: the same on every rank (DDP needs it)."""
+        return len(self.labels) // self.world
 
     @property
     def steps_per_epoch(self) -> int:
-        return -(-len(self.labels) // self.cfg.batch_size)
+        return -(-self.shard_size // self.cfg.batch_size)
 
     @property
     def total_steps(self) -> int:
@@ -152,7 +167,7 @@ class Trainer:
 
     def state(self) -> dict[str, Any]:
         return {
-            "model": self.model.state_dict(),
+            "model": distributed.state_dict(self.model),
             "optimizer": self.optimizer.state_dict(),
             "step": self.step,
         }
@@ -180,13 +195,32 @@ def prepare(
         residual=cfg.residual,
     ).to(device)
     optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum)
-    trainer = Trainer(cfg, activation, model, optimizer, features,
-                      torch.from_numpy(data.labels[:n]).to(device))  # fmt: skip
     if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
+    trainer = Trainer(cfg, activation, for_ranks(model, device), optimizer, features,
+                      torch.from_numpy(data.labels[:n]).to(device),
+                      rank=distributed.rank(), world=distributed.world_size())  # fmt: skip
+    if state is not None:
         trainer.step = int(state["step"])
     return trainer
+
+
+def for_ranks(model: nn.Module, device: torch.device) -> nn.Module:
+    """The model as the job trains it: wrapped in DDP when there are several processes."""
+    if distributed.world_size() < 2:
+        return model
+    ids = [device.index] if device.type == "cuda" else None
+    return nn.parallel.DistributedDataParallel(model, device_ids=ids)
+
+
+def batch_index(trainer: Trainer, epoch: int, offset: int) -> torch.Tensor:
+    """The samples of one step: this rank's share of the epoch's order, batch `offset`."""
+    order = epoch_order(trainer.cfg.seed, epoch, len(trainer.labels))
+    if trainer.world > 1:
+        order = order[trainer.rank : trainer.shard_size * trainer.world : trainer.world]
+    size = trainer.cfg.batch_size
+    return order[offset * size : (offset + 1) * size]
 
 
 def epoch_order(seed: int, epoch: int, n: int) -> torch.Tensor:
@@ -213,8 +247,7 @@ def train(
     with bar:
         while t.step < t.total_steps and not (stop and stop.requested):
             epoch, offset = divmod(t.step, t.steps_per_epoch)
-            order = epoch_order(cfg.seed, epoch, len(t.labels))
-            index = order[offset * cfg.batch_size : (offset + 1) * cfg.batch_size].to(device)
+            index = batch_index(t, epoch, offset).to(device)
             logits = t.model(t.features[index])
             loss = loss_fn(logits, t.labels[index])
             t.optimizer.zero_grad()
@@ -233,8 +266,8 @@ def train(
     logits = t.model(t.features)
     final = loss_fn(logits, t.labels)
     final.backward()
-    norms = LayerGradNorms(t.model)
-    layer_norms = dict(zip(norms.names, norms.compute().tolist(), strict=True))
+    names, norms = LayerGradNorms(t.model).compute()
+    layer_norms = dict(zip(names, norms.tolist(), strict=True))
     t.optimizer.zero_grad()
     with torch.no_grad():
         accuracy = (logits.argmax(1) == t.labels).float().mean().item()
@@ -351,7 +384,7 @@ def run_all(args: argparse.Namespace) -> int:
         print(f"Resuming {saved['activation']} at step {saved['step']} from {ckpt}")
     else:
         cfg = config_from(args)
-    device = pick_device(args.device, args.threads)
+    device = distributed.setup(pick_device(args.device, args.threads))
     data = synthetic_data.load(args.data_dir)
     sample_image = data.path.parent / synthetic_data.SAMPLE_IMAGE
     done: list[str] = list(saved["done"]) if saved else []
@@ -372,7 +405,8 @@ def run_all(args: argparse.Namespace) -> int:
             ) as tracker:  # fmt: skip
                 if trainer.step == 0:
                     tracker.log_image("data/sample", sample_image, caption="training data")
-                result = train(trainer, tracker, stop, progress=not args.no_progress)
+                progress = not args.no_progress and distributed.is_main()
+                result = train(trainer, tracker, stop, progress=progress)
                 tracker.log_image("grad_norm_per_layer", norm_figure(result))
                 tracker.summary(
                     final_loss=result.loss, final_accuracy=result.accuracy,
@@ -385,7 +419,8 @@ def run_all(args: argparse.Namespace) -> int:
                     tracker.exit_code = stop.exit_code
                 else:
                     weights = tracker.save_weights(trainer.model, name)
-            print(f"W&B run ({tracker.mode}): {tracker.run_dir}")
+            if tracker.logs:
+                print(f"W&B run ({tracker.mode}): {tracker.run_dir}")
             if result.interrupted:
                 print(f"Interrupted at step {trainer.step}: checkpoint saved to {ckpt}; "
                       "run again with --resume to continue.")  # fmt: skip
@@ -397,9 +432,9 @@ def run_all(args: argparse.Namespace) -> int:
     print_table(results)
     if args.metrics:
         write_metrics(results, args.metrics)
-    if tracker.mode == "offline":
-        print(f"Look at a run: wandb leet {tracker.run_dir}")
-        print(f"Upload it later: wandb sync {tracker.run_dir}")
+    if tracker.logs and tracker.mode == "offline":
+        print(f"Look at a run: {wandb_cli()} leet {tracker.run_dir}")
+        print(f"Upload it later: {wandb_cli()} sync {tracker.run_dir}")
     return 0
 
 
@@ -426,10 +461,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
 
     try:
-        return run_all(args)
+        with main_process_speaks():
+            return run_all(args)
     except (ValueError, TrackingError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    finally:
+        distributed.teardown()
+
+
+@contextmanager
+def main_process_speaks() -> Iterator[None]:
+    """Under torchrun, only rank 0 prints: the others' console output would repeat it."""
+    if distributed.is_main():
+        yield
+        return
+    with Path(os.devnull).open("w", encoding="utf-8") as sink, redirect_stdout(sink):
+        yield
 
 
 if __name__ == "__main__":

@@ -1,8 +1,10 @@
 """The `train-tracked` session: run a training script in experiments/ through the W&B layer.
 
 `nox -s train-tracked` trains the vanishing-gradients demo with its defaults, offline unless
-W&B is configured. `nox -s train-tracked -- [SCRIPT] [OPTIONS]` names another script in
-experiments/ and passes the options on (`-- --help` lists the demo's).
+W&B is configured. `nox -s train-tracked -- [--nproc N] [SCRIPT] [OPTIONS]` names another script
+in experiments/ and passes the options on (`-- --help` lists the demo's); `--nproc N` launches N
+processes on this machine through torch's launcher (`torch.distributed.run --standalone`), which
+the scripts join with gloo on CPU and nccl on CUDA.
 """
 
 from __future__ import annotations
@@ -26,8 +28,17 @@ TRAINING_SCRIPTS = ("demo_vanishing_gradients", "tiny_regression")
 
 
 def command(posargs: list[str]) -> list[str]:
-    """The python command line for the posargs: an optional script name, then its options."""
-    script, options = DEFAULT_SCRIPT, list(posargs)
+    """The python command line for the posargs: `--nproc N`, an optional script name, then
+    its options."""
+    options = list(posargs)
+    launcher: list[str] = []
+    if options and (options[0] == "--nproc" or options[0].startswith("--nproc=")):
+        flag = options.pop(0)
+        value = flag.partition("=")[2] if "=" in flag else (options.pop(0) if options else "")
+        if not value.isdigit() or int(value) < 1:
+            raise ValueError(f"--nproc takes a number of processes (1 or more), got {value!r}.")
+        launcher = ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", value]
+    script = DEFAULT_SCRIPT
     if options and not options[0].startswith("-"):
         script = options.pop(0).removesuffix(".py").replace("experiments/", "")
     available = TRAINING_SCRIPTS
@@ -36,7 +47,7 @@ def command(posargs: list[str]) -> list[str]:
             f"There is no training script {script!r} in experiments/; "
             f"choose one of: {', '.join(available)}."
         )
-    return ["python", "-m", f"experiments.{script}", *options]
+    return ["python", *launcher, "-m", f"experiments.{script}", *options]
 
 
 def run(session: nox.Session, *, smoke: bool = False) -> None:
