@@ -86,7 +86,8 @@ def main() -> None:
         code = timed_build(context, args.network)
         shutil.rmtree(context, ignore_errors=True)
     # The code-only change untagged the image before it, as build-image's prune expects.
-    subprocess.run(build_image.prune_command(), check=True, stdout=subprocess.DEVNULL)
+    for command in build_image.prune_commands():
+        subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
     size = int(inspect("{{.Size}}"))
     if cold is not None:
         print(f"cold build (--no-cache): {cold:.1f} s")

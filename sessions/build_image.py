@@ -432,9 +432,15 @@ def size_command(image: str) -> list[str]:
     return ["docker", "image", "inspect", "--format", "{{.Size}}", image]
 
 
-def prune_command() -> list[str]:
-    """Removes this project's images that a newer build has untagged (nothing else)."""
-    return ["docker", "image", "prune", "--force", "--filter", f"label={TITLE_LABEL}"]
+def prune_commands() -> list[list[str]]:
+    """Remove this project's images that a newer build has untagged (nothing else), after the
+    exited one-shot `folders` containers that would keep the old `folders` image alive."""
+    only = ["--filter", f"label={TITLE_LABEL}"]
+    folders = ["--filter", "label=com.docker.compose.service=folders"]
+    return [
+        ["docker", "container", "prune", "--force", *only, *folders],
+        ["docker", "image", "prune", "--force", *only],
+    ]
 
 
 def prepare_build_inputs(options: Options, folder: Path = BUILD_INPUTS) -> None:
@@ -523,7 +529,8 @@ def run(session: nox.Session) -> None:
     for tag in image_tags(options, revision):
         if tag != image:
             session.run("docker", "tag", image, tag, external=True)
-    session.run(*prune_command(), external=True, silent=True)
+    for command in prune_commands():
+        session.run(*command, external=True, silent=True)
 
     MODELS.mkdir(exist_ok=True)
     weights = MODELS / SMOKE_WEIGHTS
