@@ -217,6 +217,7 @@ def test_a_wheelhouse_never_satisfies_a_cuda_request_with_a_cpu_wheel(tmp_path: 
         build_image.parse_options(["--wheelhouse", str(pypi)])
 
 
+@pytest.mark.slow
 def test_build_failure_is_reported_in_one_sentence(tmp_path: Path) -> None:
     import sys
 
