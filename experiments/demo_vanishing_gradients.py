@@ -28,7 +28,12 @@ from matplotlib.figure import Figure
 from torch import nn
 from tqdm import tqdm
 
-from experiments.demo_vanishing_gradients_options import EXPERIMENT, Config, parse_options
+from experiments.demo_vanishing_gradients_options import (
+    EXPERIMENT,
+    RESUME_COMMAND_ENV,
+    Config,
+    parse_options,
+)
 from gradient_lab import Tracker, TrackingError, atomic_save, synthetic_data, track
 from gradient_lab.gradients import LayerGradNorms
 from gradient_lab.interrupt import (
@@ -332,8 +337,6 @@ def finish_run(tracker: Tracker, trainer: Trainer, result: RunResult, name: str)
 # signal): the checkpoint first, then the run closes with the signal's exit code; the pictures
 # and final figures wait for the resumed run.
 
-# The command that resumes, as the launcher (e.g. `nox -s train-tracked`) spells it.
-RESUME_COMMAND_ENV = "GRADIENT_LAB_RESUME_COMMAND"
 SCRIPT = "demo_vanishing_gradients"
 
 

@@ -15,6 +15,9 @@ ACTIVATIONS = ("sigmoid", "tanh", "relu")
 INITS = ("auto", "default", "xavier", "kaiming")
 EXPERIMENT = "vanishing-gradients"
 SMOKE = {"epochs": 2, "samples": 512}
+# The exact command that resumes a stopped run, as the launcher spells it (`nox -s
+# train-tracked -- ... --resume`); unset, the stop message gives the plain python command.
+RESUME_COMMAND_ENV = "GRADIENT_LAB_RESUME_COMMAND"
 
 
 @dataclass

@@ -15,12 +15,13 @@ from tests.wandb_runs import inspect, run_dirs
 
 
 def test_default_is_the_demo_and_options_pass_through() -> None:
-    assert train_tracked.command([]) == ["python", "-m", "experiments.demo_vanishing_gradients"]
-    assert train_tracked.command(["tiny_regression", "--steps", "5"])[2:] == [
-        "experiments.tiny_regression", "--steps", "5",
+    demo = ["python", "-m", "experiments", "demo_vanishing_gradients"]
+    assert train_tracked.command([]) == demo
+    assert train_tracked.command(["tiny_regression", "--steps", "5"])[3:] == [
+        "tiny_regression", "--steps", "5",
     ]  # fmt: skip
-    script = train_tracked.command(["experiments/tiny_regression.py"])[2]
-    assert script == "experiments.tiny_regression"
+    script = train_tracked.command(["experiments/tiny_regression.py"])[3]
+    assert script == "tiny_regression"
 
 
 def test_every_listed_script_exists_and_is_runnable() -> None:
@@ -40,7 +41,7 @@ def test_session_installs_the_project_and_data_group_and_ensures_data_first(tmp_
     assert not any("pytest" in arg for arg in install)
     ensure, train = session.runs
     assert ensure == ("python", "-m", "sessions.data", "ensure")  # data.dvc's data set first
-    assert train == ("python", "-m", "experiments.demo_vanishing_gradients",
+    assert train == ("python", "-m", "experiments", "demo_vanishing_gradients",
                      "--epochs", "2", "--activation", "relu")  # fmt: skip
 
 
@@ -48,7 +49,7 @@ def test_smoke_variant_adds_the_smoke_options_after_the_users(tmp_path: Path) ->
     session = RecordingSession(tmp_path, posargs=["--seed", "3"])
     train_tracked.run(session, smoke=True)  # type: ignore[arg-type]
     run = session.runs[-1]
-    assert run[3:] == ("--seed", "3", *train_tracked.SMOKE_OPTIONS)
+    assert run[4:] == ("--seed", "3", *train_tracked.SMOKE_OPTIONS)
 
 
 def test_unknown_script_is_a_clear_error(tmp_path: Path) -> None:
