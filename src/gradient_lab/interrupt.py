@@ -28,7 +28,7 @@ from types import FrameType
 from typing import NoReturn
 
 # How often ranks compare their stop flags under torch.distributed: one all_reduce of one
-# number per this many steps (gloo on CPU: tens of microseconds).
+# number per this many steps (gloo, 2 CPU ranks, a loaded 2-core machine: 0.6 ms each).
 AGREE_EVERY = 10
 
 NAMES: dict[int, str] = {signal.SIGINT: "Ctrl-C (SIGINT)"}
