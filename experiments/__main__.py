@@ -2,8 +2,8 @@
 
 What `nox -s train-tracked` starts. It differs from `python -m experiments.SCRIPT` in one
 way: Ctrl-C or SIGTERM is handled from the first instant, so a signal that arrives while torch
-and W&B are still importing ends the process with one line and 128 + the signal's number
-instead of a traceback (or, for SIGTERM, a silent death).
+and W&B are still importing ends the process at once with one line and 128 + the signal's
+number, instead of a traceback (or, for SIGTERM, a silent death).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-from gradient_lab.interrupt import Interrupted, exit_now, signals_interrupt
+from gradient_lab.interrupt import exit_now, exit_on_signals
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -21,18 +21,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("usage: python -m experiments SCRIPT [OPTIONS]", file=sys.stderr)
         return 2
     script, options = args[0], args[1:]
-    with signals_interrupt():
-        try:
-            module = importlib.import_module(f"experiments.{script}")
-        except Interrupted as stop:
-            print(f"Stopped by {stop} before training started; nothing was saved.",
-                  file=sys.stderr)  # fmt: skip
-            return stop.exit_code
-        try:
-            code: int = module.main(options)
-        except Interrupted as stop:
-            print(f"Stopped by {stop}.", file=sys.stderr)
-            return stop.exit_code
+    with exit_on_signals():
+        module = importlib.import_module(f"experiments.{script}")
+    code: int = module.main(options)
     return code
 
 

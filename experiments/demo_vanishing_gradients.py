@@ -37,13 +37,12 @@ from experiments.demo_vanishing_gradients_options import (
 from gradient_lab import Tracker, TrackingError, atomic_save, synthetic_data, track
 from gradient_lab.gradients import LayerGradNorms
 from gradient_lab.interrupt import (
-    Interrupted,
     StopRequest,
     exit_now,
+    exit_on_signals,
     should_stop,
-    signals_interrupt,
     stop_on_signals,
-)
+)  # fmt: skip
 from gradient_lab.layout import DATA_DIR, MODELS_DIR
 from gradient_lab.synthetic_data import DataSet
 
@@ -312,13 +311,14 @@ def run_all(args: argparse.Namespace, argv: Sequence[str] = ()) -> int:
             print(f"Weights: {weights}")
             done.append(activation)
             results.append(result)
-    ckpt.unlink(missing_ok=True)
-    print_table(results)
-    if args.metrics:
-        write_metrics(results, args.metrics)
-    if tracker.mode == "offline":
-        print(f"Look at a run: wandb leet {tracker.run_dir}")
-        print(f"Upload it later: wandb sync {tracker.run_dir}")
+        # Still inside: a signal now stops nothing, training is over.
+        ckpt.unlink(missing_ok=True)
+        print_table(results)
+        if args.metrics:
+            write_metrics(results, args.metrics)
+        if tracker.mode == "offline":
+            print(f"Look at a run: wandb leet {tracker.run_dir}")
+            print(f"Upload it later: wandb sync {tracker.run_dir}")
     return 0
 
 
@@ -404,11 +404,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         # Until training starts a signal ends the program at once: nothing to save yet.
-        with signals_interrupt():
+        with exit_on_signals():
             return run_all(args, argv)
-    except Interrupted as stop:
-        print(f"Stopped by {stop} before training started; nothing was saved.", file=sys.stderr)
-        return stop.exit_code
     except (ValueError, TrackingError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -30,14 +30,28 @@ def test_first_signal_names_the_stop_and_a_later_sigterm_changes_nothing() -> No
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored
 
 
-def test_before_training_a_signal_raises_interrupted() -> None:
-    with pytest.raises(interrupt.Interrupted) as raised, interrupt.signals_interrupt():
-        signal.raise_signal(signal.SIGINT)
-    assert raised.value.exit_code == 130
-    assert str(raised.value) == "Ctrl-C (SIGINT)"
-    with interrupt.signals_interrupt(), interrupt.stop_on_signals() as stop:
-        signal.raise_signal(signal.SIGINT)  # a training loop has taken the signals over
-    assert stop.requested
+EARLY_SIGNAL = """
+import signal, sys
+from gradient_lab.interrupt import exit_on_signals, stop_on_signals
+with exit_on_signals(), stop_on_signals() as stop:
+    signal.raise_signal(signal.SIGINT)  # a training loop has the signals: a flag only
+print("flag", stop.requested, flush=True)
+with exit_on_signals():
+    signal.raise_signal(getattr(signal, sys.argv[1]))
+    print("not reached")
+"""
+
+
+@pytest.mark.parametrize(("name", "code"), [("SIGINT", 130), ("SIGTERM", 143)])
+def test_before_training_a_signal_ends_the_process_with_one_line(name: str, code: int) -> None:
+    if not hasattr(signal, name):
+        pytest.skip(f"no {name} here")
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    result = subprocess.run([sys.executable, "-c", EARLY_SIGNAL, name], env=env,
+                            capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert (result.returncode, result.stdout) == (code, "flag True\n")
+    said = "Ctrl-C (SIGINT)" if name == "SIGINT" else "SIGTERM"
+    assert result.stderr == f"Stopped by {said} before training started; nothing was saved.\n"
 
 
 SECOND_CTRL_C = """

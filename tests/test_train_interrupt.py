@@ -18,7 +18,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import pytest
@@ -208,3 +208,66 @@ def test_signal_to_the_session_saves_closes_and_resumes(
     weights = torch.load(project / "models" / f"{name}-relu.pt", weights_only=True)
     assert weights.keys() == unbroken.keys()
     assert all(torch.equal(weights[k], unbroken[k]) for k in unbroken)
+
+
+def test_sigterm_to_nox_alone_reaches_the_training(project: Path, tmp_path: Path) -> None:
+    """`docker stop` on an image whose PID 1 is nox signals nox only: nox passes it on."""
+    runs = tmp_path / "runs"
+    job = nox_train(project, runs, *TRAIN, "--name", "nox-alone")
+    wait_until_training(job, runs)
+    os.kill(job.proc.pid, signal.SIGTERM)
+    code, output = job.finish()
+    assert code == 143, output
+    assert "Stopped by SIGTERM at step " in output
+    assert (project / "models" / "nox-alone.ckpt").is_file()
+    (run_dir,) = run_dirs(runs)
+    assert inspect(run_dir)["exit_code"] == 143
+
+
+def catches_sigterm(pid: int) -> bool:
+    """Whether a process has a SIGTERM handler (Linux: the SigCgt mask in /proc)."""
+    status = Path(f"/proc/{pid}/status").read_text(encoding="utf-8")
+    mask = re.search(r"^SigCgt:\s*(\w+)", status, re.M)
+    assert mask, status
+    return bool(int(mask.group(1), 16) >> (signal.SIGTERM - 1) & 1)
+
+
+def training_process(job: Job) -> int:
+    """The pid of the `python -m experiments` process nox started (Linux /proc)."""
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        for task in Path(f"/proc/{job.proc.pid}/task").iterdir():
+            for pid in (task / "children").read_text(encoding="utf-8").split():
+                with suppress(OSError):
+                    if b"experiments" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                        return int(pid)
+        time.sleep(0.01)
+    raise AssertionError(f"nox started no training:\n{job.output}")
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads /proc (Linux)")
+def test_ctrl_c_while_torch_imports_prints_one_line(project: Path, tmp_path: Path) -> None:
+    job = nox_train(project, tmp_path / "runs", *TRAIN, "--name", "early")
+    pid = training_process(job)
+    # From the moment its handler is in (Python itself starts in a tenth of a second), while
+    # torch and W&B still take seconds to import.
+    while not catches_sigterm(pid):
+        time.sleep(0.005)
+    job.signal_group(signal.SIGINT)
+    code, output = job.finish()
+    assert code == 130, output
+    assert "Traceback" not in output
+    assert "Training " not in output
+    after = output[output.index("python -m experiments demo_vanishing_gradients") :]
+    said = [line for line in after.splitlines()[1:] if not line.startswith("nox >")]
+    assert said == ["Stopped by Ctrl-C (SIGINT) before training started; nothing was saved."]
+    assert not (project / "models" / "early.ckpt").exists()
+    assert not run_dirs(tmp_path / "runs")
+
+
+def test_a_bad_option_fails_before_the_data_check(project: Path, tmp_path: Path) -> None:
+    job = nox_train(project, tmp_path / "runs", "--epochs", "0")
+    code, output = job.finish()
+    assert code == 2, output
+    assert "--epochs must be at least 1, got 0" in output
+    assert "sessions.data" not in output and "Traceback" not in output

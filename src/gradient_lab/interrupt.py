@@ -7,8 +7,8 @@ signal on) sends SIGINT or SIGTERM, often more than once and to every process at
   between steps (`should_stop()`), saves a checkpoint and closes its run. A second Ctrl-C aborts
   at once. A SIGTERM after the first signal changes nothing: it is how nox, GitHub Actions and
   Docker say "hurry" before they kill, and the stop under way is the fastest way out.
-- Before training (`signals_interrupt()`), a signal raises `Interrupted` wherever the program
-  is (importing torch, say), so the entry point can print one line and exit.
+- Before training (`exit_on_signals()`), when nothing is open yet, a signal ends the process at
+  once with one line, wherever it is (importing torch, say): no traceback.
 
 Under `torch.distributed`, `should_stop()` makes every rank agree, so all of them stop after the
 same step. The module imports nothing heavy: it is installed before torch is imported.
@@ -42,18 +42,6 @@ def describe(signum: int) -> str:
         return NAMES.get(signum) or signal.Signals(signum).name
     except ValueError:
         return f"signal {signum}"
-
-
-class Interrupted(KeyboardInterrupt):
-    """A signal arrived before a training loop took the signals over (nothing to save yet)."""
-
-    def __init__(self, signum: int) -> None:
-        super().__init__(describe(signum))
-        self.signum = signum
-
-    @property
-    def exit_code(self) -> int:
-        return 128 + self.signum
 
 
 class StopRequest:
@@ -123,18 +111,24 @@ def stop_on_signals() -> Iterator[StopRequest]:
         yield stop
 
 
-def _raise_interrupted(signum: int, frame: FrameType | None) -> None:
-    raise Interrupted(signum)
-
-
 @contextmanager
-def signals_interrupt() -> Iterator[None]:
-    """Make SIGINT and SIGTERM raise `Interrupted` for the duration of the block.
+def exit_on_signals(
+    saying: str = "before training started; nothing was saved",
+) -> Iterator[None]:
+    """While the block runs, SIGINT or SIGTERM ends the process at once with one line.
 
-    Without it a SIGTERM kills Python outright and a Ctrl-C during imports prints a traceback;
-    a `stop_on_signals()` block inside takes the signals over while it lasts.
+    For the time before a training loop takes the signals over, when nothing is open or half
+    written: `Stopped by Ctrl-C (SIGINT) <saying>.` and exit code 128 + the signal's number.
+    Exiting in the handler beats raising there: an exception raised midway through an import
+    can leave Python's import locks or a half-made module behind (a hang or a confusing error
+    later), and some libraries swallow it.
     """
-    with _handling(_raise_interrupted):
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        sys.stderr.write(f"Stopped by {describe(signum)} {saying}.\n")
+        exit_now(128 + signum)
+
+    with _handling(handler):
         yield
 
 
