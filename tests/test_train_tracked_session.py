@@ -96,6 +96,42 @@ def test_session_with_a_bad_option_exits_non_zero(
         cwd=ROOT, env=session_env(child_env), capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     output = result.stdout + result.stderr
-    assert result.returncode != 0
+    assert result.returncode == 2
     assert "--epochs must be at least 1, got -3" in output
     assert "Traceback" not in output
+    assert "sessions.data" not in output  # checked before the data and the imports
+
+
+def test_resume_command_is_this_session_with_resume_added(tmp_path: Path) -> None:
+    session = RecordingSession(tmp_path, posargs=["--epochs", "3", "--name", "a b", "--resume"])
+    session.name = "train-tracked"
+    assert train_tracked.resume_command(session) == (  # type: ignore[arg-type]
+        "nox -s train-tracked -- --epochs 3 --name 'a b' --resume"
+    )
+    session.venv_backend = "none"  # the image runs `nox --no-venv`
+    assert train_tracked.resume_command(session).startswith("nox --no-venv -s train-tracked --")  # type: ignore[arg-type]
+
+
+def test_the_demo_learns_the_resume_command_from_the_session(tmp_path: Path) -> None:
+    session = RecordingSession(tmp_path, posargs=["--seed", "3"])
+    seen: dict[str, object] = {}
+    session.run = lambda *args, **kwargs: seen.update({args[2]: kwargs})  # type: ignore[method-assign]
+    train_tracked.run(session)  # type: ignore[arg-type]
+    kwargs = seen["experiments"]
+    assert isinstance(kwargs, dict)
+    assert kwargs["env"] == {"GRADIENT_LAB_RESUME_COMMAND": "nox -s fake -- --seed 3 --resume"}
+    assert kwargs["interrupt_timeout"] + kwargs["terminate_timeout"] < 10  # before Docker kills
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGTERM cannot be raised on Windows")
+def test_nox_takes_sigterm_like_ctrl_c_and_only_the_first() -> None:
+    import signal
+
+    with train_tracked.signals_stop_nox() as received:
+        with pytest.raises(KeyboardInterrupt):
+            signal.raise_signal(signal.SIGTERM)
+        signal.raise_signal(signal.SIGTERM)  # a second SIGTERM: nox keeps waiting
+        with pytest.raises(KeyboardInterrupt):
+            signal.raise_signal(signal.SIGINT)  # a second Ctrl-C: nox leaves at once
+    assert received == [signal.SIGTERM, signal.SIGTERM, signal.SIGINT]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
