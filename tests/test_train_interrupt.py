@@ -232,23 +232,30 @@ def catches_sigterm(pid: int) -> bool:
     return bool(int(mask.group(1), 16) >> (signal.SIGTERM - 1) & 1)
 
 
-def training_process(job: Job) -> int:
-    """The pid of the `python -m experiments` process nox started (Linux /proc)."""
+def children(pid: int) -> list[int]:
+    found: list[int] = []
+    with suppress(OSError):
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            found += map(int, (task / "children").read_text(encoding="utf-8").split())
+    return found
+
+
+def child_running(job: Job, marker: bytes) -> int:
+    """The pid of the process nox started whose command line holds `marker` (Linux /proc)."""
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
-        for task in Path(f"/proc/{job.proc.pid}/task").iterdir():
-            for pid in (task / "children").read_text(encoding="utf-8").split():
-                with suppress(OSError):
-                    if b"experiments" in Path(f"/proc/{pid}/cmdline").read_bytes():
-                        return int(pid)
+        for pid in children(job.proc.pid):
+            with suppress(OSError):
+                if marker in Path(f"/proc/{pid}/cmdline").read_bytes():
+                    return pid
         time.sleep(0.01)
-    raise AssertionError(f"nox started no training:\n{job.output}")
+    raise AssertionError(f"nox started no {marker!r}:\n{job.output}")
 
 
 @pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads /proc (Linux)")
 def test_ctrl_c_while_torch_imports_prints_one_line(project: Path, tmp_path: Path) -> None:
     job = nox_train(project, tmp_path / "runs", *TRAIN, "--name", "early")
-    pid = training_process(job)
+    pid = child_running(job, b"experiments")
     # From the moment its handler is in (Python itself starts in a tenth of a second), while
     # torch and W&B still take seconds to import.
     while not catches_sigterm(pid):
@@ -263,6 +270,20 @@ def test_ctrl_c_while_torch_imports_prints_one_line(project: Path, tmp_path: Pat
     assert said == ["Stopped by Ctrl-C (SIGINT) before training started; nothing was saved."]
     assert not (project / "models" / "early.ckpt").exists()
     assert not run_dirs(tmp_path / "runs")
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads /proc (Linux)")
+def test_ctrl_c_during_the_data_check_prints_one_line(project: Path, tmp_path: Path) -> None:
+    job = nox_train(project, tmp_path / "runs", *TRAIN, "--name", "data-check")
+    check = child_running(job, b"sessions.data")
+    while not children(check):  # asking DVC: the check is under way
+        time.sleep(0.005)
+    job.signal_group(signal.SIGINT)
+    code, output = job.finish()
+    assert code == 130, output
+    assert "Traceback" not in output and "Training " not in output
+    said = [line for line in output.splitlines() if not line.startswith("nox >")]
+    assert said == ["Stopped by Ctrl-C (SIGINT); run the same command again to finish."]
 
 
 def test_a_bad_option_fails_before_the_data_check(project: Path, tmp_path: Path) -> None:
