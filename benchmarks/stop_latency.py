@@ -10,13 +10,16 @@ and is timed until it exits, checkpoint saved and W&B run closed; median of `--r
 - SIGTERM to nox alone: `docker stop` on an image whose PID 1 is nox (nox passes it on)
 - cancelled GitHub Actions job: SIGINT to the group, SIGTERM 7.5 s later, kill 2.5 s later
 - torchrun, 2 ranks: SIGINT to torchrun's group (torchrun passes it to the ranks)
+- with `--docker-tag TAG` (an image `nox -s build-image` built, an engine at DOCKER_HOST):
+  `docker stop` on `docker compose run train`, with PID 1 as the compose file has it and
+  with an init that signals the process group
 
 The baseline, measured in the same run: a Python process that has imported torch and W&B,
 killed by Ctrl-C with Python's default handling (a KeyboardInterrupt and the interpreter's
 teardown, nothing saved). Also timed: a bad option refused by the session, against
 `nox --version`. POSIX only (process groups).
 
-    python -m benchmarks.stop_latency [--repeats 5]
+    python -m benchmarks.stop_latency [--repeats 5] [--docker-tag TAG]
 """
 
 from __future__ import annotations
@@ -145,6 +148,51 @@ def actions_cancel(proc: subprocess.Popen[bytes]) -> None:
             time.sleep(0.005)
 
 
+INIT_SIGNALS_GROUP = """services:
+  train:
+    init: true
+    environment:
+      TINI_KILL_PROCESS_GROUP: "1"
+"""
+
+
+def docker_entry(tag: str, init: bool) -> Callable[[Path, int, Signaller], Timing]:
+    """`docker compose run train` stopped with `docker stop` (the signaller is unused)."""
+
+    def entry(project: Path, run: int, signaller: Signaller) -> Timing:
+        from tests.test_docker_files import compose_command  # noqa: PLC0415 - the plugin
+
+        work = Path(tempfile.mkdtemp(prefix="docker-", dir=project))
+        files = ["docker-compose.yml", "docker-compose.host-network.yml"]
+        for name in files:
+            shutil.copy2(project / name, work / name)
+        if init:
+            (work / "init.yml").write_text(INIT_SIGNALS_GROUP, encoding="utf-8")
+            files.append("init.yml")
+        for folder in ("data", "models", "wandb"):
+            (work / folder).mkdir()
+        uid = f"{os.getuid()}" if hasattr(os, "getuid") else "1000"
+        gid = f"{os.getgid()}" if hasattr(os, "getgid") else "1000"
+        env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_")}
+        env |= {"IMAGE_TAG": tag, "HOST_UID": uid, "HOST_GID": gid}
+        name = f"stop-bench-{os.getpid()}-{run}-{int(init)}"
+        compose = [*compose_command(work / "docker-config"), "--project-directory", str(work)]
+        for file in files:
+            compose += ["-f", str(work / file)]
+        proc = start([*compose, "run", "--rm", "--no-deps", "--name", name, "train", "nox",
+                      "--no-venv", "-s", "train-tracked", "--", *TRAIN], work, env)  # fmt: skip
+        logs = work / "wandb" / "wandb"
+        wait_for(lambda: any(f.stat().st_size >= 64 * 1024 for f in logs.glob("*/*.wandb")),
+                 proc)  # fmt: skip
+
+        def docker_stop(proc: subprocess.Popen[bytes]) -> None:
+            subprocess.run(["docker", "stop", name], capture_output=True, check=True)
+
+        return timed_stop(proc, docker_stop, work / "models" / "vanishing-gradients.ckpt")
+
+    return entry
+
+
 def refused_option(project: Path, args: list[str]) -> float:
     began = time.perf_counter()
     subprocess.run([sys.executable, "-m", "nox", *args], cwd=project, env=env_for(project),
@@ -155,6 +203,8 @@ def refused_option(project: Path, args: list[str]) -> float:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--docker-tag", help="also time `docker stop` on this image's train")
+    parser.add_argument("--only-docker", action="store_true", help="time the docker entries only")
     args = parser.parse_args(argv)
     if not hasattr(os, "killpg"):
         parser.error("needs POSIX process groups")
@@ -166,6 +216,13 @@ def main(argv: list[str] | None = None) -> int:
         ("cancelled GitHub Actions job", nox_entry, actions_cancel),
         ("torchrun, 2 ranks, Ctrl-C", torchrun_entry, to_group(signal.SIGINT)),
     ]  # fmt: skip
+    if args.docker_tag:
+        to_stop = to_group(signal.SIGTERM)  # unused: `docker stop` signals
+        docker = [("docker stop, PID 1 as in docker-compose.yml", docker_entry(args.docker_tag,
+                                                                               False), to_stop),
+                  ("docker stop, init signalling the group", docker_entry(args.docker_tag, True),
+                   to_stop)]  # fmt: skip
+        entries = entries[:1] + docker if args.only_docker else entries + docker
     with tempfile.TemporaryDirectory() as tmp:
         project = copy_project(Path(tmp))
         print(f"median of {args.repeats}, load {os.getloadavg()[0]:.1f}; "
