@@ -41,7 +41,7 @@ def tests(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON, tags=["ci"])
 def security(session: nox.Session) -> None:
-    """Scan code with bandit and pinned dependencies with safety (Rule 6)."""
+    """Scan code with bandit, locked pins with safety, tracked files for secrets (Rule 6)."""
     sessions.security.run(session)
 
 
@@ -85,5 +85,5 @@ def data(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON, default=False)
 def lock(session: nox.Session) -> None:
-    """Re-resolve every dependency group into requirements.lock.txt (needs PyPI)."""
+    """Re-resolve the dependency groups into the locks (needs PyPI)."""
     sessions.lock.run(session)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -20,6 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from sessions.files import remove_tree
 from tests.dvc_repo import build_repo, dvc, isolated_env
 from tests.s3_server import ACCESS_KEY, BUCKET, SECRET_KEY, S3Server
 
@@ -76,8 +76,8 @@ def main() -> None:
             times: dict[str, dict[str, float]] = {}
             for remote in ("local", "s3"):
                 push = timed(repo, "push", "-r", remote)
-                shutil.rmtree(repo / "data")
-                shutil.rmtree(repo / ".dvc" / "cache")
+                remove_tree(repo / "data")
+                remove_tree(repo / ".dvc" / "cache")
                 pull = timed(repo, "pull", "-r", remote)
                 times[remote] = {"push": push, "pull": pull}
             floor = raw_s3(server, repo / "data")

@@ -14,7 +14,6 @@ import itertools
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 from collections.abc import Callable, Mapping, Sequence
@@ -22,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from sessions.files import remove_tree
 from sessions.project import ROOT
 from sessions.venv import install_groups
 
@@ -256,7 +256,7 @@ def ensure_data(
     reason = explain("pull", pulled.output).rstrip(".")
     notice(f"Notice: could not get {target}/ from DVC ({reason}) - regenerating it.")
     # It was absent before the pull: whatever a failed pull left there is not the user's.
-    shutil.rmtree(path, ignore_errors=True)
+    remove_tree(path, missing_ok=True)
     generate(path)
     if workspace_state(root, target) != "current":
         notice(

@@ -7,6 +7,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 PYPROJECT = ROOT / "pyproject.toml"
 LOCK = ROOT / "requirements.lock.txt"
+# The security scanners' own lock: their venv must install whatever the main lock pins.
+SCANNER_LOCK = ROOT / "security-scanners.lock.txt"
 # Everything CI uploads (JUnit, coverage, scan reports) goes here; git ignores it.
 REPORTS = ROOT / "reports"
 # Built documents and other generated files; git ignores it.

@@ -63,9 +63,12 @@ def install_digest(requirements: list[str], lock: Path = LOCK) -> str:
     return digest.hexdigest()
 
 
-def install_groups(session: nox.Session, *groups: str, project: bool = False) -> None:
-    """Install dependency groups into the session's venv, pinned by the lock; with `project`,
-    the project itself too (editable, so the library's source is what runs).
+def install_groups(
+    session: nox.Session, *groups: str, project: bool = False, lock: Path | None = None
+) -> None:
+    """Install dependency groups into the session's venv, pinned by the lock (the project's
+    unless another is given); with `project`, the project itself too (editable, so the
+    library's source is what runs).
 
     With no venv (`nox --no-venv`, e.g. inside the project image) the current environment is
     used as it is.
@@ -73,17 +76,18 @@ def install_groups(session: nox.Session, *groups: str, project: bool = False) ->
     if session.venv_backend == "none":
         session.log("No venv: using the current environment's packages.")
         return
-    if not LOCK.is_file():
-        session.error(f"The lock {LOCK.name} is missing: run `nox -s lock` to create it.")
+    lock = lock or LOCK
+    if not lock.is_file():
+        session.error(f"The lock {lock.name} is missing: run `nox -s lock` to create it.")
     requirements = group_requirements(*groups)
     editable = ["--editable", str(ROOT)] if project else []
     stamp = Path(session.virtualenv.location) / STAMP_NAME
     # The project's own dependencies count too: editing them reinstalls.
     digest = install_digest(
-        [*requirements, *editable, *(project_requirements() if project else [])]
+        [*requirements, *editable, *(project_requirements() if project else [])], lock
     )
     if stamp.is_file() and stamp.read_text(encoding="utf-8") == digest:
         session.log(f"Dependency groups {', '.join(groups)} are up to date in this venv.")
         return
-    session.install("--constraint", str(LOCK), *requirements, *editable)
+    session.install("--constraint", str(lock), *requirements, *editable)
     stamp.write_text(digest, encoding="utf-8")

@@ -12,6 +12,7 @@ import pytest
 
 import sessions.data
 from sessions.data import DataError, ensure_data, explain, run_action
+from sessions.files import remove_tree
 from tests.conftest import ROOT, RecordingSession
 from tests.dvc_repo import copy_repo, digest_tree, dvc, isolate, write_data
 
@@ -130,8 +131,8 @@ def test_cli_reports_a_failure_in_one_line(repo: Path) -> None:
 
 def test_push_then_pull_restores_identical_bytes(tracked: Path) -> None:
     before = digest_tree(tracked / "data")
-    shutil.rmtree(tracked / "data")
-    shutil.rmtree(tracked / ".dvc" / "cache")
+    remove_tree(tracked / "data")
+    remove_tree(tracked / ".dvc" / "cache")
     run_action("pull", root=tracked)
     assert digest_tree(tracked / "data") == before
 
@@ -150,8 +151,8 @@ def test_status_reports_workspace_and_remote(
 
 def test_pull_from_a_remote_without_the_data_fails_clearly(tracked: Path) -> None:
     dvc(tracked, "remote", "add", "empty", str(tracked.parent / "empty-store"))
-    shutil.rmtree(tracked / "data")
-    shutil.rmtree(tracked / ".dvc" / "cache")
+    remove_tree(tracked / "data")
+    remove_tree(tracked / ".dvc" / "cache")
     with pytest.raises(DataError, match="does not hold the data"):
         run_action("pull", ["-r", "empty"], root=tracked)
 
@@ -180,7 +181,7 @@ def test_current_data_is_used_without_work(tracked: Path) -> None:
 
 def test_deleted_data_comes_back_from_the_cache(tracked: Path) -> None:
     before = digest_tree(tracked / "data")
-    shutil.rmtree(tracked / "data")
+    remove_tree(tracked / "data")
     generate = Generator()
     assert ensure_data(generate, root=tracked, notice=lambda _: None) == "restored"
     assert digest_tree(tracked / "data") == before
@@ -189,8 +190,8 @@ def test_deleted_data_comes_back_from_the_cache(tracked: Path) -> None:
 
 def test_missing_data_and_cache_are_pulled_from_the_remote(tracked: Path) -> None:
     before = digest_tree(tracked / "data")
-    shutil.rmtree(tracked / "data")
-    shutil.rmtree(tracked / ".dvc" / "cache")
+    remove_tree(tracked / "data")
+    remove_tree(tracked / ".dvc" / "cache")
     notices: list[str] = []
     generate = Generator(seed=99)
     assert ensure_data(generate, root=tracked, notice=notices.append) == "pulled"
@@ -201,8 +202,8 @@ def test_missing_data_and_cache_are_pulled_from_the_remote(tracked: Path) -> Non
 
 def test_no_reachable_remote_regenerates_with_a_notice(tracked: Path) -> None:
     dvc(tracked, "remote", "modify", "local", "url", str(tracked.parent / "gone"))
-    shutil.rmtree(tracked / "data")
-    shutil.rmtree(tracked / ".dvc" / "cache")
+    remove_tree(tracked / "data")
+    remove_tree(tracked / ".dvc" / "cache")
     notices: list[str] = []
     generate = Generator(seed=0)
     assert ensure_data(generate, root=tracked, notice=notices.append) == "regenerated"
@@ -216,8 +217,8 @@ def test_no_reachable_remote_regenerates_with_a_notice(tracked: Path) -> None:
 
 def test_regenerated_data_that_differ_from_the_record_are_announced(tracked: Path) -> None:
     dvc(tracked, "remote", "modify", "local", "url", str(tracked.parent / "gone"))
-    shutil.rmtree(tracked / "data")
-    shutil.rmtree(tracked / ".dvc" / "cache")
+    remove_tree(tracked / "data")
+    remove_tree(tracked / ".dvc" / "cache")
     notices: list[str] = []
     assert ensure_data(Generator(seed=1), root=tracked, notice=notices.append) == "regenerated"
     recorded = sessions.data.recorded_hash(tracked / "data.dvc")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
 import time
@@ -12,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from sessions.data import DataError, run_action
+from sessions.files import remove_tree
 from tests.dvc_repo import copy_repo, digest_tree, dvc, isolate, write_data
 from tests.s3_server import ACCESS_KEY, BUCKET, SECRET_KEY, S3Server
 
@@ -58,8 +58,8 @@ def test_push_delete_pull_gives_identical_bytes(
     repo = s3_repo(tmp_path, monkeypatch, dvc_templates["tracked"], server.endpoint)
     before = digest_tree(repo / "data")
     run_action("push", root=repo)
-    shutil.rmtree(repo / "data")
-    shutil.rmtree(repo / ".dvc" / "cache")
+    remove_tree(repo / "data")
+    remove_tree(repo / ".dvc" / "cache")
     run_action("pull", root=repo)
     assert digest_tree(repo / "data") == before
     assert "s3" in (repo / ".dvc" / "config.local").read_text(encoding="utf-8")
@@ -121,8 +121,8 @@ def test_stopped_server_fails_clearly_loses_nothing_and_a_rerun_completes(
         assert snapshot(repo) == before
         own.start()
         run_action("push", root=repo)
-        shutil.rmtree(repo / "data")
-        shutil.rmtree(repo / ".dvc" / "cache")
+        remove_tree(repo / "data")
+        remove_tree(repo / ".dvc" / "cache")
         run_action("pull", root=repo)
         assert snapshot(repo) == before
     finally:
@@ -158,7 +158,7 @@ def test_interrupted_push_is_completed_by_a_rerun(
     assert snapshot(repo) == before
     run_action("push", root=repo)
     assert server.object_count() - start == expected
-    shutil.rmtree(repo / "data")
-    shutil.rmtree(repo / ".dvc" / "cache")
+    remove_tree(repo / "data")
+    remove_tree(repo / ".dvc" / "cache")
     run_action("pull", root=repo)
     assert digest_tree(repo / "data") == before["data"]

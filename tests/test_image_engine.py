@@ -23,7 +23,8 @@ from sessions import build_image
 from tests.conftest import ROOT
 from tests.test_docker_files import compose_command
 
-pytestmark = [pytest.mark.docker, pytest.mark.slow]
+# The first test builds the image (up to 30 minutes cold): a longer limit than the default.
+pytestmark = [pytest.mark.docker, pytest.mark.slow, pytest.mark.timeout(2400)]
 
 TAG = "pytest"
 IMAGE = f"{build_image.IMAGE}:{TAG}"

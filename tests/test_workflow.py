@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -73,7 +74,9 @@ def test_every_action_is_pinned_to_a_commit_with_its_version() -> None:
 def test_hardening() -> None:
     workflow = load(WORKFLOW)
     assert workflow["permissions"] == {"contents": "read"}
-    assert workflow["concurrency"]["cancel-in-progress"] is True
+    # Only a pull request's older run is cancelled: every push to main keeps its verdict.
+    cancel = workflow["concurrency"]["cancel-in-progress"]
+    assert cancel == "${{ github.event_name == 'pull_request' }}"
     for name, job in workflow["jobs"].items():
         assert "timeout-minutes" in job, f"job {name} has no timeout"
         assert "continue-on-error" not in job, f"job {name} may fail silently"
@@ -103,6 +106,8 @@ def test_every_session_named_in_github_files_exists() -> None:
         text = path.read_text(encoding="utf-8")
         for named in re.findall(r"reports-([a-z][\w-]*?)-", text):
             assert named in every, f"{path.name} names a session {named!r} that nox does not have"
+        for named in re.findall(r"(?:--session|matrix\.session ==) '?([a-z][\w-]*)", text):
+            assert named in every, f"{path.name} runs a session {named!r} that nox does not have"
     pre_commit = (ROOT / ".pre-commit-config.yaml").read_text(encoding="utf-8")
     for entry in re.findall(r"--session ([\w -]+)", pre_commit):
         assert set(entry.split()) <= every
@@ -125,7 +130,201 @@ def test_ci_script_runs_the_linux_leg_in_workflow_order() -> None:
 
 
 def test_ci_module_prints_step_outputs(capsys: pytest.CaptureFixture[str]) -> None:
-    ci.main()
+    ci.main([])
     lines = capsys.readouterr().out.splitlines()
     assert [line.split("=", 1)[0] for line in lines] == list(ci.CI_TAGS)
     assert "tests" in json.loads(lines[0].split("=", 1)[1])
+
+
+# --- one environment for the workflow and .ci/run -------------------------------------------
+
+
+def source_workflow_env(root: Path) -> subprocess.CompletedProcess[str]:
+    """`.ci/run`'s own step: source .ci/workflow-env, then print the environment as JSON."""
+    script = (
+        "set -euo pipefail; source .ci/workflow-env; "
+        'python -c "import json, os; print(json.dumps(dict(os.environ)))"'
+    )
+    python_dir = root / ".test-python"
+    python_dir.mkdir(exist_ok=True)
+    (python_dir / "python").unlink(missing_ok=True)
+    (python_dir / "python").symlink_to(sys.executable)
+    bare = {name: value for name, value in os.environ.items() if name not in ci.workflow_env()}
+    env = {**bare, "PATH": os.pathsep.join([str(python_dir), bare.get("PATH", "")])}
+    return subprocess.run(
+        ["bash", "-c", script], cwd=root, env=env, capture_output=True, text=True, timeout=60
+    )
+
+
+def copy_ci_files(tmp_path: Path) -> Path:
+    """The files the environment step reads, in a throw-away project."""
+    project = tmp_path / "project"
+    shutil.copytree(ROOT / "sessions", project / "sessions",
+                    ignore=shutil.ignore_patterns("__pycache__"))  # fmt: skip
+    for name in (".ci/workflow-env", ".github/workflows/ci.yml"):
+        (project / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(ROOT / name, project / name)
+    return project
+
+
+ci_run_is_bash = pytest.mark.skipif(
+    sys.platform == "win32", reason=".ci/run is the Linux leg of the workflow"
+)
+
+
+@ci_run_is_bash
+def test_ci_run_applies_every_variable_the_workflow_sets(tmp_path: Path) -> None:
+    project = copy_ci_files(tmp_path)
+    result = source_workflow_env(project)
+    assert result.returncode == 0, result.stderr
+    applied = json.loads(result.stdout.splitlines()[-1])
+    for name, value in ci.workflow_env().items():
+        if name in ci.NOT_APPLIED_LOCALLY:
+            assert name not in applied, f"{name} is listed as not applied, yet it was"
+            assert f"not applied: {name}, because" in result.stderr
+            continue
+        assert applied.get(name) == value, f"ci.yml sets {name}={value}; .ci/run does not apply it"
+        assert f"workflow env: {name}={value}" in result.stdout
+
+
+def test_every_exception_says_why_and_only_index_variables_are_excepted() -> None:
+    for name, reason in ci.NOT_APPLIED_LOCALLY.items():
+        assert name in ci.workflow_env(), f"{name} is excepted but ci.yml does not set it"
+        assert "index" in reason and ".ci/run" in reason
+
+
+@ci_run_is_bash
+def test_a_variable_added_to_the_workflow_reaches_ci_run(tmp_path: Path) -> None:
+    project = copy_ci_files(tmp_path)
+    workflow = project / ".github" / "workflows" / "ci.yml"
+    text = workflow.read_text(encoding="utf-8")
+    workflow.write_text(text.replace("env:\n", 'env:\n  NEW_SETTING: "on"\n', 1), "utf-8")
+    result = source_workflow_env(project)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout.splitlines()[-1])["NEW_SETTING"] == "on"
+
+
+@ci_run_is_bash
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (
+            ("  UV_TORCH_BACKEND: cpu\n", ""),
+            "NOT_APPLIED_LOCALLY in sessions/ci.py names UV_TORCH_BACKEND",
+        ),
+        (
+            ("env:\n", "env:\n  RUNNER_HINT: ${{ runner.os }}\n"),
+            "sets RUNNER_HINT to an expression",
+        ),
+    ],
+)
+def test_an_environment_ci_run_cannot_reproduce_stops_it(
+    tmp_path: Path, edit: tuple[str, str], message: str
+) -> None:
+    project = copy_ci_files(tmp_path)
+    workflow = project / ".github" / "workflows" / "ci.yml"
+    text = workflow.read_text(encoding="utf-8")
+    assert edit[0] in text
+    workflow.write_text(text.replace(edit[0], edit[1], 1), encoding="utf-8")
+    result = source_workflow_env(project)
+    assert result.returncode != 0
+    assert message in result.stderr
+
+
+def test_ci_run_loads_the_environment_before_any_session() -> None:
+    script = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
+    loaded = script.find("\nsource .ci/workflow-env\n")
+    assert 0 <= loaded < script.find("\ngate ")
+    assert loaded > script.find("pyyaml"), "the environment step needs pyyaml installed first"
+
+
+def test_variables_live_only_in_the_top_level_env() -> None:
+    """Jobs and steps set no configuration of their own, which .ci/run would not see; a step
+    may only pass values GitHub computes (matrix, outputs, results) to its script."""
+    workflow = load(WORKFLOW)
+    for name, job in workflow["jobs"].items():
+        assert "env" not in job, f"job {name} sets env: move it to the workflow's env"
+        for step in job.get("steps", []):
+            for variable, value in (step.get("env") or {}).items():
+                assert str(value).startswith("${{"), f"{name}: {variable} belongs in the top env"
+
+
+def test_no_extra_package_index() -> None:
+    for path in GITHUB.rglob("*.y*ml"):
+        text = path.read_text(encoding="utf-8")
+        for name in ("PIP_EXTRA_INDEX_URL", "PIP_INDEX_URL", "UV_EXTRA_INDEX_URL", "--extra-index"):
+            assert name not in text, f"{path.name} adds a package index ({name})"
+
+
+# --- jobs in their place ------------------------------------------------------------------
+
+
+def step_scripts(job: dict[str, Any]) -> str:
+    return "\n".join(step.get("run", "") for step in job["steps"])
+
+
+def test_engine_tests_run_with_build_image_and_not_in_the_gate() -> None:
+    jobs = load(WORKFLOW)["jobs"]
+    assert 'tests) args=(-- -m "not docker")' in step_scripts(jobs["gate"])
+    (engine,) = [s for s in jobs["linux"]["steps"] if "-m docker" in s.get("run", "")]
+    assert engine["if"] == "matrix.session == 'build-image'"
+    assert engine["run"].startswith("nox --reuse-venv=never --session tests -- -m docker")
+    assert "build-image" in ci.sessions_tagged("ci-linux")
+    script = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
+    assert "PYTEST_ADDOPTS='-m \"not docker\"' gate --tags ci\n" in script
+    assert script.rfind("-m docker") > script.find("--tags ci-linux")
+
+
+def test_security_gate_scans_against_a_database_built_from_pypas_advisories() -> None:
+    gate = load(WORKFLOW)["jobs"]["gate"]
+    script = step_scripts(gate)
+    assert '--update-db "$RUNNER_TEMP/safety-db"' in script
+    assert '--advisories "$RUNNER_TEMP/advisory-database"' in script
+    (cache,) = [s for s in gate["steps"] if s.get("name", "").startswith("PyPA advisory")]
+    assert cache["with"]["path"] == "${{ runner.temp }}/advisory-database"
+    assert "steps.today.outputs.date" in cache["with"]["key"]
+    assert "SAFETY_DB_DIR" not in WORKFLOW.read_text(encoding="utf-8")
+
+
+def test_uv_cache_is_kept_per_session_and_os_and_tools_install_under_the_lock() -> None:
+    action = load(GITHUB / "actions" / "setup-nox" / "action.yml")
+    (cache,) = [s for s in action["runs"]["steps"] if s.get("uses", "").startswith("actions/cache")]
+    assert "${{ runner.os }}-${{ inputs.cache-key }}-" in cache["with"]["key"]
+    install = step_scripts(action["runs"])
+    assert "pip install --constraint requirements.lock.txt nox uv" in install
+    for name, job in load(WORKFLOW)["jobs"].items():
+        for step in job.get("steps", []):
+            if step.get("uses") == "./.github/actions/setup-nox":
+                assert step["with"]["cache-key"] in ("plan", "${{ matrix.session }}"), name
+    assert load(WORKFLOW)["env"]["UV_COMPILE_BYTECODE"] == "1"
+
+
+def test_uploads_fail_without_their_reports_and_replace_on_rerun() -> None:
+    for name, job in load(WORKFLOW)["jobs"].items():
+        for step in job.get("steps", []):
+            if not step.get("uses", "").startswith("actions/upload-artifact"):
+                continue
+            assert step["with"].get("overwrite") is True, f"{name}: a re-run would collide"
+            assert step["with"]["if-no-files-found"] != "ignore", f"{name} uploads silently"
+    gate_upload = next(
+        s for s in load(WORKFLOW)["jobs"]["gate"]["steps"] if "upload-artifact" in s.get("uses", "")
+    )
+    rule = gate_upload["with"]["if-no-files-found"]
+    assert "'tests'" in rule and "'security'" in rule and "'error'" in rule
+    combine = step_scripts(load(WORKFLOW)["jobs"]["coverage"])
+    assert "for platform in linux win32" in combine and "exit 1" in combine
+
+
+def test_sarif_upload_is_skipped_where_the_token_cannot_write() -> None:
+    condition = load(WORKFLOW)["jobs"]["code-scanning"]["if"]
+    assert "github.event.pull_request.head.repo.full_name == github.repository" in condition
+    assert "dependabot[bot]" in condition
+
+
+def test_pytest_has_a_per_test_timeout() -> None:
+    import tomllib
+
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    assert pyproject["tool"]["pytest"]["ini_options"]["timeout"] > 0
+    lock = (ROOT / "requirements.lock.txt").read_text(encoding="utf-8")
+    assert re.search(r"^pytest-timeout==", lock, re.MULTILINE)

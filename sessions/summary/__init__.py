@@ -1,7 +1,8 @@
 """Publishing a Markdown document as a styled .docx and PDF (the `export-summary` session).
 
-`source` reads and checks the document, `docx` and `pdf` render it, `files` writes outputs so
-that an existing one is only ever replaced by a complete new one, and `cli` ties them together.
+`source` reads and checks the document, `fit` sizes its tables and images for the page, `docx`
+and `pdf` render it, `files` writes outputs so that an existing one is only ever replaced by a
+complete new one (and a failed export creates nothing), and `cli` ties them together.
 """
 
 from __future__ import annotations

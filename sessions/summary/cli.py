@@ -31,7 +31,10 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
-        written = export(args.input, args.out, parse_formats(args.to), toc=args.toc)
+        written = export(
+            args.input, args.out, parse_formats(args.to), toc=args.toc,
+            warn=lambda message: print(f"export-summary: warning: {message}", file=sys.stderr),
+        )  # fmt: skip
     except ExportError as error:
         print(f"export-summary: {error}", file=sys.stderr)
         return 1

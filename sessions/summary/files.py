@@ -11,17 +11,47 @@ from pathlib import Path
 from sessions.summary import ExportError
 
 
-def writable_folder(folder: Path) -> Path:
-    """Create the output folder if needed and prove that files can be written into it."""
+def check_folder(folder: Path) -> None:
+    """Fail early, creating nothing, when `folder` cannot become the output folder.
+
+    An existing folder must take a new file; otherwise the nearest existing parent must be a
+    folder (the output folder itself is created only once the outputs are ready).
+    """
+    if folder.exists() and not folder.is_dir():
+        raise ExportError(f"The output path {folder} is a file, not a folder (pass --out DIR).")
+    existing = next((p for p in (folder, *folder.parents) if p.exists()), None)
+    if existing is None:
+        raise ExportError(f"Cannot create the output folder {folder}: {folder.anchor} is missing.")
+    if not existing.is_dir():
+        raise ExportError(
+            f"Cannot create the output folder {folder}: {existing} is a file, not a folder."
+        )
+    if existing == folder:
+        try:
+            fd, probe = tempfile.mkstemp(dir=folder, prefix=".probe-")
+            os.close(fd)
+            Path(probe).unlink()
+        except OSError as error:
+            reason = error.strerror or type(error).__name__
+            raise ExportError(f"Cannot write into the output folder {folder}: {reason}.") from error
+
+
+@contextlib.contextmanager
+def created_folder(folder: Path) -> Iterator[Path]:
+    """Create `folder` (and missing parents) for the block; remove what it made if it fails."""
+    made = [p for p in (folder, *folder.parents) if not p.exists()]
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(dir=folder, prefix=".probe-")
-        os.close(fd)
-        Path(probe).unlink()
     except OSError as error:
         reason = error.strerror or type(error).__name__
-        raise ExportError(f"Cannot write into the output folder {folder}: {reason}.") from error
-    return folder
+        raise ExportError(f"Cannot create the output folder {folder}: {reason}.") from error
+    try:
+        yield folder
+    except BaseException:
+        for path in made:  # deepest first
+            with contextlib.suppress(OSError):
+                path.rmdir()
+        raise
 
 
 def default_file_mode() -> int:

@@ -41,11 +41,10 @@ class Document:
         value = self.ast["meta"].get(key)
         return plain_text(value) if value is not None else ""
 
-    def to_json(self) -> str:
-        return json.dumps(self.ast)
-
 
 def read_text(path: Path) -> str:
+    if path.is_dir():
+        raise ExportError(f"The input {path} is a folder, not a file (pass --input FILE).")
     if not path.is_file():
         raise ExportError(f"The input file {path} does not exist (pass --input FILE).")
     data = path.read_bytes()
@@ -140,9 +139,22 @@ def git_metadata(path: Path) -> tuple[str, str]:
     return (author, date) if result.returncode == 0 else ("", "")
 
 
+def title_from_heading(document: Document) -> Ast | None:
+    """Take the first level-1 heading out of the body and return its text as metadata."""
+    blocks = document.ast["blocks"]
+    for index, block in enumerate(blocks):
+        if block["t"] == "Header" and block["c"][0] == 1:
+            del blocks[index]
+            return {"t": "MetaInlines", "c": block["c"][2]}
+    return None
+
+
 def fill_metadata(document: Document) -> None:
-    """Title, author and date: the front matter's, else git's, else the file name and today."""
+    """Title, author and date: the front matter's, else the first level-1 heading's (title) or
+    git's (author, date), else the file name and today."""
     meta = document.ast["meta"]
+    if "title" not in meta and (heading := title_from_heading(document)) is not None:
+        meta["title"] = heading
     author, date = ("", "") if "author" in meta and "date" in meta else git_metadata(document.path)
     defaults = {
         "title": document.path.stem.replace("_", " ").capitalize(),
