@@ -42,9 +42,9 @@ INIT_SIGNALS_GROUP = """services:
 
 @pytest.mark.parametrize("pid1", ["as-configured", "init-signals-group"])
 def test_docker_stop_saves_the_checkpoint_on_the_host_volume(
-    image: str,
+    image: str,  # noqa: F811 - the fixture
     tmp_path: Path,
-    pid1: str,  # noqa: F811
+    pid1: str,
 ) -> None:
     project = tmp_path / "project"
     project.mkdir()
