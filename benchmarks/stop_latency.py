@@ -8,7 +8,8 @@ and is timed until it exits, checkpoint saved and W&B run closed; median of `--r
 - SIGTERM to the group: `docker stop` on an image whose init signals the group, or any
   supervisor that does
 - SIGTERM to nox alone: `docker stop` on an image whose PID 1 is nox (nox passes it on)
-- cancelled GitHub Actions job: SIGINT to the group, SIGTERM 7.5 s later, kill 2.5 s later
+- cancelled GitHub Actions job: SIGINT to the step's process (nox, which the workflow
+  `exec`s), SIGTERM 7.5 s later, the tree killed 2.5 s later
 - torchrun, 2 ranks: SIGINT to torchrun's group (torchrun passes it to the ranks)
 - with `--docker-tag TAG` (an image `nox -s build-image` built, an engine at DOCKER_HOST):
   `docker stop` on `docker compose run train`, with PID 1 as the compose file has it and
@@ -138,11 +139,15 @@ def to_nox(proc: subprocess.Popen[bytes]) -> None:
 
 
 def actions_cancel(proc: subprocess.Popen[bytes]) -> None:
-    """The runner's sequence; the wait ends as soon as the job has exited."""
+    """The runner's sequence, to the step's process (`exec nox`, as the workflow runs it); the
+    wait ends as soon as it has exited. The kill takes the whole tree."""
     for signum, wait in ((signal.SIGINT, 7.5), (signal.SIGTERM, 2.5), (signal.SIGKILL, 0)):
         if proc.poll() is not None:
             return
-        os.killpg(proc.pid, signum)
+        if signum == signal.SIGKILL:
+            os.killpg(proc.pid, signum)
+        else:
+            os.kill(proc.pid, signum)
         with_deadline = time.monotonic() + wait
         while proc.poll() is None and time.monotonic() < with_deadline:
             time.sleep(0.005)
@@ -204,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--docker-tag", help="also time `docker stop` on this image's train")
-    parser.add_argument("--only-docker", action="store_true", help="time the docker entries only")
+    parser.add_argument("--only", help="time the entries whose label holds this text only")
     args = parser.parse_args(argv)
     if not hasattr(os, "killpg"):
         parser.error("needs POSIX process groups")
@@ -222,7 +227,9 @@ def main(argv: list[str] | None = None) -> int:
                                                                                False), to_stop),
                   ("docker stop, init signalling the group", docker_entry(args.docker_tag, True),
                    to_stop)]  # fmt: skip
-        entries = entries[:1] + docker if args.only_docker else entries + docker
+        entries += docker
+    if args.only:
+        entries = entries[:1] + [e for e in entries[1:] if args.only in e[0]]
     with tempfile.TemporaryDirectory() as tmp:
         project = copy_project(Path(tmp))
         print(f"median of {args.repeats}, load {os.getloadavg()[0]:.1f}; "

@@ -18,7 +18,7 @@ import os
 import shlex
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from types import FrameType
 from typing import TYPE_CHECKING
@@ -85,11 +85,19 @@ def check_options(script: str, options: list[str]) -> str | None:
     return env_name
 
 
-def resume_command(session: nox.Session) -> str:
+# What runs nox, where that is not the user's shell: `docker compose run --rm train` in the
+# image's compose service, so the resume command printed in a container is one to type outside.
+LAUNCHER_ENV = "GRADIENT_LAB_LAUNCHER"
+
+
+def resume_command(session: nox.Session, environ: Mapping[str, str] = os.environ) -> str:
     """The exact command that continues a stopped run: this session with `--resume` added."""
+    launcher = shlex.split(environ.get(LAUNCHER_ENV, ""))
     nox_options = ["--no-venv"] if session.venv_backend == "none" else []
     posargs = [arg for arg in session.posargs if arg != "--resume"]
-    return shlex.join(["nox", *nox_options, "-s", session.name, "--", *posargs, "--resume"])
+    return shlex.join(
+        [*launcher, "nox", *nox_options, "-s", session.name, "--", *posargs, "--resume"]
+    )
 
 
 @contextmanager

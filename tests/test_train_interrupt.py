@@ -210,16 +210,26 @@ def test_signal_to_the_session_saves_closes_and_resumes(
     assert all(torch.equal(weights[k], unbroken[k]) for k in unbroken)
 
 
-def test_sigterm_to_nox_alone_reaches_the_training(project: Path, tmp_path: Path) -> None:
-    """`docker stop` on an image whose PID 1 is nox signals nox only: nox passes it on."""
+@pytest.mark.parametrize(
+    ("signum", "who"),
+    [
+        (signal.SIGTERM, "docker stop on an image whose PID 1 is nox"),
+        (signal.SIGINT, "a cancelled GitHub Actions job: the runner signals the step's nox"),
+    ],
+)
+def test_a_signal_to_nox_alone_reaches_the_training(
+    project: Path, tmp_path: Path, signum: int, who: str
+) -> None:
+    """Nox passes SIGTERM on to the training, which stops as it does for a signal of its own."""
     runs = tmp_path / "runs"
-    job = nox_train(project, runs, *TRAIN, "--name", "nox-alone")
+    name = f"nox-alone-{signum}"
+    job = nox_train(project, runs, *TRAIN, "--name", name)
     wait_until_training(job, runs)
-    os.kill(job.proc.pid, signal.SIGTERM)
+    os.kill(job.proc.pid, signum)
     code, output = job.finish()
-    assert code == 143, output
-    assert "Stopped by SIGTERM at step " in output
-    assert (project / "models" / "nox-alone.ckpt").is_file()
+    assert code == 128 + signum, output  # what nox was sent
+    assert "Stopped by SIGTERM at step " in output  # what the training was sent
+    assert (project / "models" / f"{name}.ckpt").is_file()
     (run_dir,) = run_dirs(runs)
     assert inspect(run_dir)["exit_code"] == 143
 

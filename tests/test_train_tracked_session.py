@@ -108,6 +108,10 @@ def test_resume_command_is_this_session_with_resume_added(tmp_path: Path) -> Non
     assert train_tracked.resume_command(session) == (  # type: ignore[arg-type]
         "nox -s train-tracked -- --epochs 3 --name 'a b' --resume"
     )
+    in_compose = {"GRADIENT_LAB_LAUNCHER": "docker compose run --rm train"}
+    assert train_tracked.resume_command(session, in_compose).startswith(  # type: ignore[arg-type]
+        "docker compose run --rm train nox -s train-tracked -- --epochs 3"
+    )
     session.venv_backend = "none"  # the image runs `nox --no-venv`
     assert train_tracked.resume_command(session).startswith("nox --no-venv -s train-tracked --")  # type: ignore[arg-type]
 
