@@ -35,8 +35,14 @@ TORCH_BACKEND = torch_venv_backend()
 
 @nox.session(python=PYTHON, venv_backend=TORCH_BACKEND, tags=["ci"])
 def tests(session: nox.Session) -> None:
-    """Run pytest with coverage; fail below the coverage floor (Rule 5)."""
+    """Run every test in parallel with coverage; fail below the coverage floor (Rule 5)."""
     sessions.tests.run(session)
+
+
+@nox.session(name="tests-fast", python=PYTHON, venv_backend=TORCH_BACKEND, default=False)
+def tests_fast(session: nox.Session) -> None:
+    """Run the fast tier: tests that start no tool, server, training run or nox (seconds)."""
+    sessions.tests.run_fast(session)
 
 
 @nox.session(python=PYTHON, tags=["ci"])
@@ -77,9 +83,9 @@ def export_summary(session: nox.Session) -> None:
     sessions.export_summary.run(session)
 
 
-@nox.session(python=PYTHON, default=False)
+@nox.session(python=PYTHON, venv_backend=TORCH_BACKEND, default=False)
 def data(session: nox.Session) -> None:
-    """Pull, push, check or ensure DVC-versioned data and weights: `-- pull|push|status|ensure`."""
+    """DVC-versioned data and weights: `-- pull|push|status|ensure`, or `-- dvc ARGS`."""
     sessions.data.run(session)
 
 

@@ -7,6 +7,11 @@ Each activation is one tracked W&B run; the end prints the first-to-last gradien
 
     python -m experiments.demo_vanishing_gradients --activation sigmoid relu --epochs 20
     nox -s train-tracked -- --smoke
+    nox -s train-tracked -- --nproc 2 --smoke     # distributed: one process per device, DDP
+
+Under torchrun each process trains on its own shard of every epoch (the samples a rank reads
+are every world-size-th of the epoch's order), `--batch-size` is per process, and rank 0 alone
+logs and saves.
 """
 
 from __future__ import annotations
@@ -17,7 +22,8 @@ import os
 import shlex
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, redirect_stdout
 from dataclasses import asdict, dataclass
 from itertools import pairwise
 from pathlib import Path
@@ -33,8 +39,8 @@ from experiments.demo_vanishing_gradients_options import (
     RESUME_COMMAND_ENV,
     Config,
     parse_options,
-)
-from gradient_lab import Tracker, TrackingError, atomic_save, synthetic_data, track
+)  # fmt: skip
+from gradient_lab import Tracker, TrackingError, atomic_save, distributed, synthetic_data, track
 from gradient_lab.gradients import LayerGradNorms
 from gradient_lab.interrupt import (
     StopRequest,
@@ -45,6 +51,7 @@ from gradient_lab.interrupt import (
 )  # fmt: skip
 from gradient_lab.layout import DATA_DIR, MODELS_DIR
 from gradient_lab.synthetic_data import DataSet
+from gradient_lab.tracking import wandb_cli
 
 # Xavier's gain per activation (torch.nn.init.calculate_gain).
 GAINS = {"sigmoid": 1.0, "tanh": 5 / 3, "relu": 2**0.5}
@@ -132,10 +139,17 @@ class Trainer:
     features: torch.Tensor
     labels: torch.Tensor
     step: int = 0
+    rank: int = 0
+    world: int = 1
+
+    @property
+    def shard_size(self) -> int:
+        """Samples this process trains on per epoch: the same on every rank (DDP needs it)."""
+        return len(self.labels) // self.world
 
     @property
     def steps_per_epoch(self) -> int:
-        return -(-len(self.labels) // self.cfg.batch_size)
+        return -(-self.shard_size // self.cfg.batch_size)
 
     @property
     def total_steps(self) -> int:
@@ -143,7 +157,7 @@ class Trainer:
 
     def state(self) -> dict[str, Any]:
         return {
-            "model": self.model.state_dict(),
+            "model": distributed.state_dict(self.model),
             "optimizer": self.optimizer.state_dict(),
             "step": self.step,
         }
@@ -171,13 +185,32 @@ def prepare(
         residual=cfg.residual,
     ).to(device)
     optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum)
-    trainer = Trainer(cfg, activation, model, optimizer, features,
-                      torch.from_numpy(data.labels[:n]).to(device))  # fmt: skip
     if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
+    trainer = Trainer(cfg, activation, for_ranks(model, device), optimizer, features,
+                      torch.from_numpy(data.labels[:n]).to(device),
+                      rank=distributed.rank(), world=distributed.world_size())  # fmt: skip
+    if state is not None:
         trainer.step = int(state["step"])
     return trainer
+
+
+def for_ranks(model: nn.Module, device: torch.device) -> nn.Module:
+    """The model as the job trains it: wrapped in DDP when there are several processes."""
+    if distributed.world_size() < 2:
+        return model
+    ids = [device.index] if device.type == "cuda" else None
+    return nn.parallel.DistributedDataParallel(model, device_ids=ids)
+
+
+def batch_index(trainer: Trainer, epoch: int, offset: int) -> torch.Tensor:
+    """The samples of one step: this rank's share of the epoch's order, batch `offset`."""
+    order = epoch_order(trainer.cfg.seed, epoch, len(trainer.labels))
+    if trainer.world > 1:
+        order = order[trainer.rank : trainer.shard_size * trainer.world : trainer.world]
+    size = trainer.cfg.batch_size
+    return order[offset * size : (offset + 1) * size]
 
 
 def epoch_order(seed: int, epoch: int, n: int) -> torch.Tensor:
@@ -204,8 +237,7 @@ def train(
     with bar:
         while t.step < t.total_steps and not (stop and should_stop(stop, t.step)):
             epoch, offset = divmod(t.step, t.steps_per_epoch)
-            order = epoch_order(cfg.seed, epoch, len(t.labels))
-            index = order[offset * cfg.batch_size : (offset + 1) * cfg.batch_size].to(device)
+            index = batch_index(t, epoch, offset).to(device)
             logits = t.model(t.features[index])
             loss = loss_fn(logits, t.labels[index])
             t.optimizer.zero_grad()
@@ -228,8 +260,8 @@ def train(
     logits = t.model(t.features)
     final = loss_fn(logits, t.labels)
     final.backward()
-    norms = LayerGradNorms(t.model)
-    layer_norms = dict(zip(norms.names, norms.compute().tolist(), strict=True))
+    names, norms = LayerGradNorms(t.model).compute()
+    layer_norms = dict(zip(names, norms.tolist(), strict=True))
     t.optimizer.zero_grad()
     with torch.no_grad():
         accuracy = (logits.argmax(1) == t.labels).float().mean().item()
@@ -277,7 +309,7 @@ def run_all(args: argparse.Namespace, argv: Sequence[str] = ()) -> int:
     ckpt = checkpoint_path(args.models_dir, args.name)
     saved = load_checkpoint(ckpt) if args.resume else None
     cfg = Config(**saved["config"]) if saved else config_from(args)
-    device = pick_device(args.device, args.threads)
+    device = distributed.setup(pick_device(args.device, args.threads))
     data = synthetic_data.load(args.data_dir)
     sample_image = data.path.parent / synthetic_data.SAMPLE_IMAGE
     done: list[str] = list(saved["done"]) if saved else []
@@ -299,7 +331,8 @@ def run_all(args: argparse.Namespace, argv: Sequence[str] = ()) -> int:
             ) as tracker:  # fmt: skip
                 if trainer.step == 0:
                     tracker.log_image("data/sample", sample_image, caption="training data")
-                result = train(trainer, tracker, stop, progress=not args.no_progress)
+                progress = not args.no_progress and distributed.is_main()
+                result = train(trainer, tracker, stop, progress=progress)
                 if result.interrupted:
                     save_checkpoint(ckpt, cfg, done, trainer, tracker, stop=stop)
                 else:
@@ -307,7 +340,8 @@ def run_all(args: argparse.Namespace, argv: Sequence[str] = ()) -> int:
             if result.interrupted:
                 print(stopped_line(stop, trainer, name, ckpt, tracker, argv=argv), flush=True)
                 return stop.exit_code
-            print(f"W&B run ({tracker.mode}): {tracker.run_dir}")
+            if tracker.logs:
+                print(f"W&B run ({tracker.mode}): {tracker.run_dir}")
             print(f"Weights: {weights}")
             done.append(activation)
             results.append(result)
@@ -316,9 +350,9 @@ def run_all(args: argparse.Namespace, argv: Sequence[str] = ()) -> int:
         print_table(results)
         if args.metrics:
             write_metrics(results, args.metrics)
-        if tracker.mode == "offline":
-            print(f"Look at a run: wandb leet {tracker.run_dir}")
-            print(f"Upload it later: wandb sync {tracker.run_dir}")
+        if tracker.logs and tracker.mode == "offline":
+            print(f"Look at a run: {wandb_cli()} leet {tracker.run_dir}")
+            print(f"Upload it later: {wandb_cli()} sync {tracker.run_dir}")
     return 0
 
 
@@ -335,7 +369,8 @@ def finish_run(tracker: Tracker, trainer: Trainer, result: RunResult, name: str)
 # --- Stopping and resuming ------------------------------------------------------------------
 # A stop must be over within a couple of seconds (nox, Docker and CI kill soon after they
 # signal): the checkpoint first, then the run closes with the signal's exit code; the pictures
-# and final figures wait for the resumed run.
+# and final figures wait for the resumed run. Under torchrun `should_stop` makes every rank stop
+# after the same step, and rank 0 alone writes the checkpoint and speaks.
 
 SCRIPT = "demo_vanishing_gradients"
 
@@ -353,8 +388,9 @@ def save_checkpoint(
     stop: StopRequest,
 ) -> None:  # fmt: skip
     """Everything `--resume` needs, written whole or not at all; the run learns why it ended."""
-    atomic_save({"config": asdict(cfg), "done": done, "activation": trainer.activation,
-                 "run_id": tracker.run_id, **trainer.state()}, ckpt)  # fmt: skip
+    if distributed.is_main():
+        atomic_save({"config": asdict(cfg), "done": done, "activation": trainer.activation,
+                     "run_id": tracker.run_id, **trainer.state()}, ckpt)  # fmt: skip
     tracker.summary(stopped_by=stop.reason, stopped_at_step=trainer.step, checkpoint=str(ckpt))
     tracker.exit_code = stop.exit_code
 
@@ -373,10 +409,10 @@ def stopped_line(
     argv: Sequence[str],
 ) -> str:  # fmt: skip
     """What a stop saved and how to go on, in one line."""
+    closed = f", W&B run closed ({tracker.mode}: {tracker.run_dir})" if tracker.logs else ""
     return (
         f"Stopped by {stop.reason} at step {trainer.step} of {trainer.total_steps} ({name}): "
-        f"checkpoint saved to {ckpt}, W&B run closed ({tracker.mode}: {tracker.run_dir}). "
-        f"Resume: {resume_command(argv)}"
+        f"checkpoint saved to {ckpt}{closed}. Resume: {resume_command(argv)}"
     )
 
 
@@ -404,11 +440,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         # Until training starts a signal ends the program at once: nothing to save yet.
-        with exit_on_signals():
+        with exit_on_signals(), main_process_speaks():
             return run_all(args, argv)
     except (ValueError, TrackingError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    finally:
+        distributed.teardown()
+
+
+@contextmanager
+def main_process_speaks() -> Iterator[None]:
+    """Under torchrun, only rank 0 prints: the others' console output would repeat it."""
+    if distributed.is_main():
+        yield
+        return
+    with Path(os.devnull).open("w", encoding="utf-8") as sink, redirect_stdout(sink):
+        yield
 
 
 if __name__ == "__main__":

@@ -34,7 +34,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     optimizer = torch.optim.SGD(model.parameters(), lr=args.lr)
     mse = torch.nn.MSELoss()
     try:
-        with track("tiny-regression", vars(args), model, run_dir=args.run_dir,
+        with track("tiny-regression", args, model, run_dir=args.run_dir,
                    models_dir=args.models_dir) as tracker:  # fmt: skip
             for step in range(args.steps):
                 loss = mse(model(x).squeeze(1), y)

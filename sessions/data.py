@@ -1,26 +1,30 @@
 """The `data` session: DVC-versioned data and weights, pulled, pushed, checked or regenerated.
 
-`nox -s data -- pull|push|status [dvc options]` runs DVC's command line in the session's venv
-through `python -m sessions.data`, which turns DVC's failures into one sentence saying what
-happened and what to do. `ensure_data` is what training calls first: the data set it gets is
-the one `data.dvc` records, pulled or regenerated, and never a stale copy used silently.
+`nox -s data -- pull|push|status|ensure|dvc [options]` runs in the session's venv through
+`python -m sessions.data`. `push`, `pull` and `status` report output by output what the
+records name (sessions/data_sync.py); `dvc ARGS` is DVC itself in this venv (e.g.
+`dvc repro train@NAME`, which trains, so the venv holds the project and torch too).
+`ensure_data` is what training calls first: the data set it gets is the one `data.dvc`
+records, pulled or regenerated, and never a stale copy used silently.
 
-DVC itself is only ever run as a child process, so importing this module costs nothing.
+Exit codes: 0 done; 1 failed, with one sentence on stderr (push: a recorded output is not on
+the remote; pull: the data set is incomplete, or with `--all` any weights are missing);
+2 usage. `dvc` exits with DVC's own code.
 """
 
 from __future__ import annotations
 
-import itertools
 import json
-import os
 import re
 import subprocess
 import sys
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from sessions import data_sync
+from sessions.data_sync import DATA_DIR
+from sessions.dvc_cli import DataError, Result, command, dvc, dvc_env, explain, resolve_remote
 from sessions.files import remove_tree
 from sessions.project import ROOT
 from sessions.venv import install_groups
@@ -28,132 +32,31 @@ from sessions.venv import install_groups
 if TYPE_CHECKING:
     import nox
 
-ACTIONS = ("pull", "push", "status", "ensure")
-USAGE = "usage: nox -s data -- pull|push|status|ensure [dvc options, e.g. -r s3 or a target]"
-# The data set that training reads, tracked by DATA_DIR.dvc at the repository root.
-DATA_DIR = "data"
+__all__ = ["DATA_DIR", "DataError", "ensure_data", "explain", "main", "run", "run_action"]
 
-# DVC failure text -> what happened and what to do. The first pattern that matches wins.
-FAILURES: tuple[tuple[str, str], ...] = (
-    (
-        r"Could not connect to the endpoint URL|Connection refused|Cannot connect to host"
-        r"|ConnectTimeout|Name or service not known",
-        "the remote {remote} is unreachable; start it or fix its endpoint "
-        "(`dvc remote modify --local {remote} endpointurl URL` or AWS_ENDPOINT_URL_S3), "
-        "then rerun `nox -s data -- {action}`",
-    ),
-    (
-        r"InvalidAccessKeyId|SignatureDoesNotMatch|AccessDenied|Forbidden|\(403\)",
-        "the remote {remote} rejected the credentials; set AWS_ACCESS_KEY_ID and "
-        "AWS_SECRET_ACCESS_KEY (or `dvc remote modify --local {remote} access_key_id ...`) "
-        "and rerun `nox -s data -- {action}`",
-    ),
-    (
-        r"Unable to locate credentials|NoCredentialsError",
-        "no S3 credentials were found; set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY "
-        "(or AWS_PROFILE) and rerun `nox -s data -- {action}`",
-    ),
-    (
-        r"NoSuchBucket|bucket does not exist",
-        "the bucket of remote {remote} does not exist and DVC does not create buckets; "
-        "create it (for example `aws s3 mb s3://BUCKET`) or fix the remote's url, then rerun "
-        "`nox -s data -- {action}`",
-    ),
-    (
-        r"Missing cache files|missing-files|Checkout failed",
-        "the remote {remote} does not hold the data that the .dvc files record; run "
-        "`nox -s data -- push` where that data exists, or regenerate it",
-    ),
-    (
-        r"No remote provided and no default remote set",
-        "no DVC remote is configured; add one, for example `dvc remote add --local -d s3 s3://BUCKET/dvc`",
-    ),
-    (
-        r"remote '[^']*' doesn't exist",
-        "that DVC remote is not configured; `dvc remote list` shows the ones that are",
-    ),
-    (
-        r"not a DVC repository|you are not inside of a DVC repository",
-        "this folder is not a DVC repository; run the command from the repository root",
-    ),
+ACTIONS = ("pull", "push", "status", "ensure", "dvc")
+USAGE = (
+    "usage: nox -s data -- pull|push|status|ensure|dvc [options]: pull --all also fails on "
+    "missing weights, ensure --allow-modified accepts edited data, dvc ARGS runs DVC itself "
+    "(e.g. dvc repro train@sigmoid_deep); others go to DVC (e.g. -r s3, -j 8, a target)"
 )
 
 
-class DataError(RuntimeError):
-    """A DVC operation failed; the message is one sentence saying what to do."""
-
-
-@dataclass(frozen=True)
-class Result:
-    returncode: int
-    output: str
-
-
-def dvc_env(environ: Mapping[str, str] = os.environ) -> dict[str, str]:
-    """The environment DVC runs in: ours, with DVC's usage analytics off (offline first)."""
-    return {**environ, "DVC_NO_ANALYTICS": "1"}
-
-
-def dvc(
-    *args: str, root: Path = ROOT, env: Mapping[str, str] | None = None, echo: bool = False
-) -> Result:
-    """Run `dvc ARGS` with this interpreter's DVC in `root`; never raises on a DVC failure."""
-    proc = subprocess.run(
-        [sys.executable, "-m", "dvc", *args],
-        cwd=root,
-        env=dvc_env(os.environ if env is None else env),
-        capture_output=True,
-        text=True,
-        encoding="utf-8",
-        errors="replace",
-    )
-    output = proc.stdout + proc.stderr
-    if echo and proc.stdout.strip():
-        print(proc.stdout.rstrip())
-    return Result(proc.returncode, output)
-
-
-def remote_name(args: Sequence[str]) -> str:
-    """The remote a DVC command line names with -r/--remote, else the default one."""
-    for flag, value in itertools.pairwise(args):
-        if flag in ("-r", "--remote"):
-            return f"'{value}'"
-    return "(the default remote)"
-
-
-def explain(action: str, output: str, args: Sequence[str] = ()) -> str:
-    """One sentence for a failed `dvc ACTION`: what happened and what to do."""
-    remote = remote_name(args)
-    for pattern, advice in FAILURES:
-        if re.search(pattern, output, re.IGNORECASE):
-            text = advice.format(remote=remote, action=action)
-            return f"dvc {action} failed: {text}."
-    detail = next(
-        (line.strip() for line in output.splitlines() if line.startswith("ERROR")),
-        output.strip().splitlines()[-1] if output.strip() else "no output",
-    )
-    return f"dvc {action} failed ({detail}); rerun with `-v` after `--` for DVC's full log."
-
-
-def run_action(action: str, args: Sequence[str] = (), *, root: Path = ROOT) -> None:
+def run_action(action: str, args: Sequence[str] = (), *, root: Path = ROOT) -> int:
     """Run one `nox -s data` action; raise DataError with one sentence when it fails."""
     if action not in ACTIONS:
         raise DataError(f"unknown action {action!r}; {USAGE}")
     if action == "ensure":
         ensure_training_data(root, allow_modified="--allow-modified" in args)
-        return
-    steps: list[list[str]] = [[action, *args]]
-    if action == "status":
-        # Workspace vs cache first, then cache vs remote (needs the remote).
-        steps = [["status", *args], ["status", "--cloud", *args]]
-    for step in steps:
-        result = dvc(*step, root=root, echo=True)
-        if result.returncode != 0:
-            raise DataError(explain(action, result.output, args))
-    if action == "push":
-        print("Pushed: the remote now holds every version the .dvc files and dvc.lock record.")
-    elif action == "pull":
-        print("Pulled: the workspace matches the .dvc files and dvc.lock.")
+    elif action == "dvc":
+        return subprocess.run(
+            [sys.executable, "-m", "dvc", *args], cwd=root, env=dvc_env()
+        ).returncode
+    else:
+        {"push": data_sync.push, "pull": data_sync.pull, "status": data_sync.status}[action](
+            args, root
+        )
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -163,17 +66,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         # Like DVC itself, act on the repository that holds the current directory.
-        run_action(args[0], args[1:], root=Path.cwd())
+        return run_action(args[0], args[1:], root=Path.cwd())
     except DataError as error:
-        print(f"error: {error}", file=sys.stderr)
+        print(f"error: {str(error).rstrip('.')}.", file=sys.stderr)
         return 1
-    return 0
 
 
 def run(session: nox.Session) -> None:
     if not session.posargs or session.posargs[0] not in ACTIONS:
         session.error(USAGE)
-    install_groups(session, "data")
+    # The project too: `ensure` runs its data generator and `dvc repro` its training.
+    install_groups(session, "data", project=True)
     session.run("python", "-m", "sessions.data", *session.posargs)
 
 
@@ -197,9 +100,8 @@ def workspace_state(root: Path, target: str = DATA_DIR) -> str:
     result = dvc("data", "status", "--json", root=root)
     if result.returncode != 0:
         raise DataError(explain("status", result.output))
-    # DVC may print warnings before the JSON document.
-    start = result.output.find("{")
-    report = json.loads(result.output[start:]) if start >= 0 else {}
+    start = result.stdout.find("{")
+    report = json.loads(result.stdout[start:]) if start >= 0 else {}
     changes = report.get("uncommitted", {})
     for state in ("modified", "deleted"):
         if any(entry.rstrip("/") == target for entry in changes.get(state, [])):
@@ -228,7 +130,10 @@ def ensure_data(
     if state == "untracked":
         if not path.exists():
             generate(path)
-            notice(f"Generated {target}/; it is not versioned yet: `dvc add {target}` records it.")
+            notice(
+                f"Generated {target}/; it is not versioned yet: "
+                f"`{command('dvc', ['add', target])}` records it."
+            )
         else:
             notice(f"Using {target}/ as it is: no {target}.dvc records a version of it.")
         return "untracked"
@@ -238,8 +143,8 @@ def ensure_data(
     if state == "modified":
         message = (
             f"{target}/ differs from the version {target}.dvc records ({recorded}): "
-            f"run `nox -s data -- pull` to get that version back, or `dvc add {target}` "
-            "to record yours"
+            f"`{command('pull', ['--force', f'{target}.dvc'])}` puts that version back over "
+            f"your edits, `{command('dvc', ['add', target])}` records yours instead"
         )
         if not allow_modified:
             raise DataError(message + ".")
@@ -253,23 +158,50 @@ def ensure_data(
     if pulled.returncode == 0:
         notice(f"Pulled {target}/ ({recorded}) from the DVC remote.")
         return "pulled"
-    reason = explain("pull", pulled.output).rstrip(".")
-    notice(f"Notice: could not get {target}/ from DVC ({reason}) - regenerating it.")
+    why = why_not_pulled(root, pulled)
+    notice(f"Notice: could not get {target}/ from DVC ({why}) - regenerating it.")
     # It was absent before the pull: whatever a failed pull left there is not the user's.
     remove_tree(path, missing_ok=True)
     generate(path)
-    if workspace_state(root, target) != "current":
+    if workspace_state(root, target) == "current":
+        # Into the cache, so that `push` can share it; the record is unchanged.
+        committed = dvc("commit", "--force", f"{target}.dvc", root=root)
+        if committed.returncode != 0:
+            raise DataError(explain("ensure", committed.output))
+        notice(f"The regenerated {target}/ is the version {target}.dvc records ({recorded}).")
+    else:
         notice(
             f"Notice: the regenerated {target}/ differs from the version {target}.dvc records "
-            f"({recorded}); `dvc add {target}` records the new one, `nox -s data -- pull` "
-            "fetches the recorded one once a remote is reachable."
+            f"({recorded}); `{command('dvc', ['add', target])}` records the new one, "
+            f"`{command('pull', ['--force', f'{target}.dvc'])}` fetches the recorded one once "
+            "a remote holds it."
         )
     return "regenerated"
 
 
+def why_not_pulled(root: Path, pulled: Result) -> str:
+    """Why `dvc pull` could not get the data, naming the remote, as a clause."""
+    try:
+        remote = resolve_remote([], root, "pull")
+    except DataError as error:
+        return str(error).rstrip(".")
+    if remote is None:
+        return "no DVC remote is configured"
+    if re.search(data_sync.MISSING, pulled.output, re.IGNORECASE):
+        if remote.missing(root):
+            return f"the remote {remote} does not exist yet"
+        return f"neither your cache nor the remote {remote} holds it"
+    return explain("pull", pulled.output, [], remote).rstrip(".")
+
+
 def ensure_training_data(root: Path = ROOT, *, allow_modified: bool = False) -> str:
     """`ensure_data` for the data set the training scripts read, with its real generator."""
-    from gradient_lab.synthetic_data import generate  # noqa: PLC0415 - needs numpy/matplotlib
+
+    def generate(path: Path) -> None:
+        # Imported only when needed: the library needs numpy and matplotlib.
+        from gradient_lab import synthetic_data  # noqa: PLC0415
+
+        synthetic_data.generate(path)
 
     state = ensure_data(generate, root=root, allow_modified=allow_modified)
     if state == "current":

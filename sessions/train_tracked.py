@@ -1,8 +1,10 @@
 """The `train-tracked` session: run a training script in experiments/ through the W&B layer.
 
 `nox -s train-tracked` trains the vanishing-gradients demo with its defaults, offline unless
-W&B is configured. `nox -s train-tracked -- [SCRIPT] [OPTIONS]` names another script in
-experiments/ and passes the options on (`-- --help` lists the demo's).
+W&B is configured. `nox -s train-tracked -- [--nproc N] [SCRIPT] [OPTIONS]` names another script
+in experiments/ and passes the options on (`-- --help` lists the demo's); `--nproc N` launches N
+processes on this machine through torch's launcher (`torch.distributed.run --standalone`), which
+the scripts join with gloo on CPU and nccl on CUDA.
 
 Stopping: Ctrl-C, `docker stop` or a cancelled CI job stops the training at a step boundary;
 it saves a checkpoint, closes its run and says on one line how to resume. The session gives it
@@ -47,9 +49,17 @@ INTERRUPT_TIMEOUT = 1.0
 TERMINATE_TIMEOUT = 8.0
 
 
-def split(posargs: list[str]) -> tuple[str, list[str]]:
-    """The script named by the posargs (the demo by default) and its options."""
-    script, options = DEFAULT_SCRIPT, list(posargs)
+def split(posargs: list[str]) -> tuple[list[str], str, list[str]]:
+    """The launcher (`--nproc N`: torch's), the script (the demo by default) and its options."""
+    options = list(posargs)
+    launcher: list[str] = []
+    if options and (options[0] == "--nproc" or options[0].startswith("--nproc=")):
+        flag = options.pop(0)
+        value = flag.partition("=")[2] if "=" in flag else (options.pop(0) if options else "")
+        if not value.isdigit() or int(value) < 1:
+            raise ValueError(f"--nproc takes a number of processes (1 or more), got {value!r}.")
+        launcher = ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", value]
+    script = DEFAULT_SCRIPT
     if options and not options[0].startswith("-"):
         script = options.pop(0).removesuffix(".py").replace("experiments/", "")
     if script not in TRAINING_SCRIPTS:
@@ -57,17 +67,18 @@ def split(posargs: list[str]) -> tuple[str, list[str]]:
             f"There is no training script {script!r} in experiments/; "
             f"choose one of: {', '.join(TRAINING_SCRIPTS)}."
         )
-    return script, options
+    return launcher, script, options
 
 
 def command(posargs: list[str]) -> list[str]:
-    """The python command line for the posargs: an optional script name, then its options.
+    """The python command line for the posargs: `--nproc N`, an optional script name, then
+    its options.
 
     `python -m experiments SCRIPT` handles a signal from its first instant (no traceback when
     Ctrl-C comes while torch is importing).
     """
-    script, options = split(posargs)
-    return ["python", "-m", "experiments", script, *options]
+    launcher, script, options = split(posargs)
+    return ["python", *launcher, "-m", "experiments", script, *options]
 
 
 def check_options(script: str, options: list[str]) -> str | None:
@@ -130,15 +141,16 @@ def signals_stop_nox() -> Iterator[list[int]]:
 
 def run(session: nox.Session, *, smoke: bool = False) -> None:
     try:
-        script, options = split(list(session.posargs))
+        launcher, script, options = split(list(session.posargs))
     except ValueError as error:
         session.error(str(error))
     options += list(SMOKE_OPTIONS) if smoke else []
     resume_env = check_options(script, options)
     env = {resume_env: resume_command(session)} if resume_env else {}
+    args = ["python", *launcher, "-m", "experiments", script, *options]
     with signals_stop_nox() as received:
         try:
-            train(session, ["python", "-m", "experiments", script, *options], env)
+            train(session, args, env)
         except KeyboardInterrupt:
             # The command stopped with a non-zero code (nox re-raises only then): leave as the
             # training did, 128 + the first signal, not as a failed session.

@@ -1,4 +1,8 @@
-"""Shared fixtures: paths, and a clean environment for child processes."""
+"""Shared fixtures: paths, a clean environment for child processes, copies of the project.
+
+The tiers (markers `slow` and `docker`), the check that unmarked tests stay inside this
+process, and the hermetic check live in tests/tiers.py, registered here.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +14,28 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests import tiers
+from tests.project_copy import build_template, copy_of
+
+ROOT = tiers.ROOT
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if config.pluginmanager.register(tiers, "tiers") is None:  # blocked with -p no:tiers
+        raise pytest.UsageError("tests/tiers.py cannot be switched off: it checks every run.")
+
+
+@pytest.fixture(scope="session")
+def project_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The project as a fresh clone of the working tree has it, built once per process."""
+    return build_template(tmp_path_factory.mktemp("project-template") / "project")
+
+
+@pytest.fixture
+def project_copy(project_template: Path, tmp_path: Path) -> Path:
+    """This test's own copy of the project (a git repository) to plant faults in or run
+    nested nox sessions in: tmp_path / "project"."""
+    return copy_of(project_template, tmp_path / "project")
 
 
 @pytest.fixture

@@ -128,6 +128,7 @@ def test_smoke_without_host_user_or_network(tmp_path: Path) -> None:
     assert "--user" not in train and "--network" not in train
 
 
+@pytest.mark.slow
 def test_smoke_training_step_really_trains(tmp_path: Path) -> None:
     """The smoke command trains the demo and saves loadable weights (run here, not in Docker)."""
     import sys
@@ -188,6 +189,7 @@ def test_build_inputs_reject_what_pip_cannot_use(tmp_path: Path) -> None:
         build_image.prepare_build_inputs(Options(wheelhouse=empty), tmp_path / "b")
 
 
+@pytest.mark.slow
 def test_git_revision_is_the_checked_out_commit() -> None:
     revision = build_image.git_revision()
     assert revision is not None
@@ -197,6 +199,7 @@ def test_git_revision_is_the_checked_out_commit() -> None:
     assert revision.removesuffix("-dirty") == head
 
 
+@pytest.mark.slow
 def test_git_revision_outside_a_repository(tmp_path: Path) -> None:
     assert build_image.git_revision(tmp_path) is None
 
@@ -206,6 +209,7 @@ def test_human_size() -> None:
     assert build_image.human_size(215_000_000) == "215 MB"
 
 
+@pytest.mark.slow
 def test_no_engine_is_one_sentence(tmp_path: Path) -> None:
     import os
 

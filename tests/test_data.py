@@ -11,9 +11,12 @@ from pathlib import Path
 import pytest
 
 import sessions.data
+import sessions.dvc_cli
 from sessions.data import DataError, ensure_data, explain, run_action
+from sessions.dvc_cli import Remote
 from sessions.files import remove_tree
 from tests.conftest import ROOT, RecordingSession
+from tests.data_cli import PRINTED
 from tests.dvc_repo import copy_repo, digest_tree, dvc, isolate, write_data
 
 
@@ -70,24 +73,39 @@ EXPECTED = {
     "bucket": "does not create buckets",
     "remote lacks the data": "does not hold the data",
     "no remote": "no DVC remote is configured",
-    "unknown remote": "`dvc remote list`",
+    "unknown remote": "`nox -s data -- dvc remote list`",
 }
 
 
 @pytest.mark.parametrize("case", sorted(REAL_FAILURES))
 def test_each_failure_is_one_sentence_that_says_what_to_do(case: str) -> None:
-    message = explain("push", REAL_FAILURES[case], ["-r", "s3"])
+    remote = Remote("s3", "s3://team-bucket/gradient-lab")
+    message = explain("push", REAL_FAILURES[case], ["-r", "s3"], remote)
     assert EXPECTED[case] in message
+    if "{remote}" in dict(sessions.dvc_cli.FAILURES).get(_pattern(case), ""):
+        assert "the remote 's3' (s3://team-bucket/gradient-lab)" in message
+    assert "(the default remote)" not in message
+    # Every command it names is one the data session runs, with the user's own arguments.
+    for printed in PRINTED.findall(message):
+        assert printed.split()[4] in sessions.data.ACTIONS, printed
+    if "rerun" in message:
+        assert "rerun `nox -s data -- push -r s3`" in message
     assert message.startswith("dvc push failed")
     assert "\n" not in message
     assert message.endswith(".")
     assert message.count(". ") == 0, "one sentence"
 
 
+def _pattern(case: str) -> str:
+    import re
+
+    return next(p for p, _ in sessions.dvc_cli.FAILURES if re.search(p, REAL_FAILURES[case], re.I))
+
+
 def test_an_unknown_failure_quotes_dvc_error_line() -> None:
-    message = explain("pull", "noise\nERROR: something new broke\nmore")
+    message = explain("pull", "noise\nERROR: something new broke\nmore", ["data.dvc"])
     assert "ERROR: something new broke" in message
-    assert "-v" in message
+    assert "`nox -s data -- pull data.dvc -v` shows DVC's log" in message
 
 
 # --- the session and its command line -----------------------------------------------------
@@ -101,10 +119,13 @@ def test_session_rejects_a_missing_or_unknown_action(tmp_path: Path) -> None:
         assert not session.installs
 
 
-def test_session_installs_the_data_group_and_passes_posargs(tmp_path: Path) -> None:
+def test_session_installs_the_data_group_and_the_project_and_passes_posargs(
+    tmp_path: Path,
+) -> None:
     session = RecordingSession(tmp_path, posargs=["push", "-r", "s3"])
     sessions.data.run(session)  # type: ignore[arg-type]
-    assert any("dvc[s3]>=3.60" in args for args in session.installs)
+    # The project (editable) too: `ensure` runs its generator, `dvc repro` its training.
+    assert any("dvc[s3]>=3.60" in args and "--editable" in args for args in session.installs)
     assert session.runs == [("python", "-m", "sessions.data", "push", "-r", "s3")]
 
 
@@ -114,6 +135,7 @@ def test_cli_usage_and_unknown_action(capsys: pytest.CaptureFixture[str]) -> Non
     assert "unknown action 'fetch'" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_cli_reports_a_failure_in_one_line(repo: Path) -> None:
     proc = subprocess.run(
         [sys.executable, "-m", "sessions.data", "push", "-r", "nonexist"],
@@ -121,14 +143,22 @@ def test_cli_reports_a_failure_in_one_line(repo: Path) -> None:
     )  # fmt: skip
     assert proc.returncode == 1
     assert proc.stderr.strip().splitlines() == [
-        "error: dvc push failed: that DVC remote is not configured; "
-        "`dvc remote list` shows the ones that are."
+        "error: dvc push failed: no remote named 'nonexist' is configured; "
+        "`nox -s data -- dvc remote list` shows the ones that are."
     ]
+    # The command it prints, run as printed (through the session's CLI), lists the remotes.
+    listed = subprocess.run(
+        [sys.executable, "-m", "sessions.data", "dvc", "remote", "list"],
+        cwd=repo, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )  # fmt: skip
+    assert listed.returncode == 0
+    assert listed.stdout.split()[:2] == ["local", str(repo.parent / "local-store")]
 
 
 # --- push, pull, status with the local remote ---------------------------------------------
 
 
+@pytest.mark.slow
 def test_push_then_pull_restores_identical_bytes(tracked: Path) -> None:
     before = digest_tree(tracked / "data")
     remove_tree(tracked / "data")
@@ -137,29 +167,46 @@ def test_push_then_pull_restores_identical_bytes(tracked: Path) -> None:
     assert digest_tree(tracked / "data") == before
 
 
+@pytest.mark.slow
 def test_status_reports_workspace_and_remote(
     tracked: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    store = (tracked.parent / "local-store").resolve()
     run_action("status", root=tracked)
     out = capsys.readouterr().out
-    assert "Data and pipelines are up to date" in out
-    assert "Cache and remote 'local' are in sync" in out
+    assert out.splitlines() == [
+        "Workspace vs records (the .dvc files and dvc.lock):",
+        "  Data and pipelines are up to date.",
+        f"Cache vs remote 'local' ({store}):",
+        "  in sync: the remote holds every recorded output.",
+    ]
     (tracked / "data" / "part-000.bin").write_bytes(b"edited")
+    remove_tree(store)
     run_action("status", root=tracked)
-    assert "modified" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "modified:" in out.split("Cache vs remote")[0]
+    assert "the remote does not exist yet; `nox -s data -- push` creates it." in out
+    assert "data/: in your cache, not on the remote; `nox -s data -- push` uploads it." in out
 
 
+@pytest.mark.slow
 def test_pull_from_a_remote_without_the_data_fails_clearly(tracked: Path) -> None:
     dvc(tracked, "remote", "add", "empty", str(tracked.parent / "empty-store"))
     remove_tree(tracked / "data")
     remove_tree(tracked / ".dvc" / "cache")
-    with pytest.raises(DataError, match="does not hold the data"):
+    with pytest.raises(DataError) as error:
         run_action("pull", ["-r", "empty"], root=tracked)
+    assert str(error.value) == (
+        "data/ is recorded in data.dvc but neither in your cache nor on the remote 'empty' "
+        f"({tracked.parent / 'empty-store'}), which does not exist yet: regenerate it with "
+        "`nox -s data -- ensure`"
+    )
 
 
 # --- ensure_data: what training calls first -----------------------------------------------
 
 
+@pytest.mark.slow
 def test_untracked_data_is_generated_with_a_notice(repo: Path) -> None:
     notices: list[str] = []
     generate = Generator()
@@ -173,12 +220,14 @@ def test_untracked_data_is_generated_with_a_notice(repo: Path) -> None:
     assert "no data.dvc records" in notices[1]
 
 
+@pytest.mark.slow
 def test_current_data_is_used_without_work(tracked: Path) -> None:
     generate = Generator()
     assert ensure_data(generate, root=tracked) == "current"
     assert generate.calls == 0
 
 
+@pytest.mark.slow
 def test_deleted_data_comes_back_from_the_cache(tracked: Path) -> None:
     before = digest_tree(tracked / "data")
     remove_tree(tracked / "data")
@@ -188,6 +237,7 @@ def test_deleted_data_comes_back_from_the_cache(tracked: Path) -> None:
     assert generate.calls == 0
 
 
+@pytest.mark.slow
 def test_missing_data_and_cache_are_pulled_from_the_remote(tracked: Path) -> None:
     before = digest_tree(tracked / "data")
     remove_tree(tracked / "data")
@@ -200,6 +250,7 @@ def test_missing_data_and_cache_are_pulled_from_the_remote(tracked: Path) -> Non
     assert "Pulled data/" in notices[-1]
 
 
+@pytest.mark.slow
 def test_no_reachable_remote_regenerates_with_a_notice(tracked: Path) -> None:
     dvc(tracked, "remote", "modify", "local", "url", str(tracked.parent / "gone"))
     remove_tree(tracked / "data")
@@ -210,11 +261,15 @@ def test_no_reachable_remote_regenerates_with_a_notice(tracked: Path) -> None:
     assert generate.calls == 1
     assert "regenerating" in notices[0]
     assert ".)" not in notices[0], "one sentence, not a sentence inside another"
-    # The same seed gives the recorded bytes, so no mismatch is reported.
-    assert len(notices) == 1
+    assert "the remote 'local' (" in notices[0] and "gone) does not exist yet" in notices[0]
+    # The same seed gives the recorded bytes: said so, and cached so that a push can share it.
+    assert notices[1].startswith("The regenerated data/ is the version data.dvc records")
+    assert len(notices) == 2
     assert sessions.data.workspace_state(tracked) == "current"
+    assert "data.dvc" not in dvc(tracked, "status"), "workspace, cache and record agree"
 
 
+@pytest.mark.slow
 def test_regenerated_data_that_differ_from_the_record_are_announced(tracked: Path) -> None:
     dvc(tracked, "remote", "modify", "local", "url", str(tracked.parent / "gone"))
     remove_tree(tracked / "data")
@@ -226,6 +281,7 @@ def test_regenerated_data_that_differ_from_the_record_are_announced(tracked: Pat
     assert any("differs from the version data.dvc records" in n and recorded in n for n in notices)
 
 
+@pytest.mark.slow
 def test_modified_data_stop_training_unless_allowed(tracked: Path) -> None:
     (tracked / "data" / "part-000.bin").write_bytes(b"edited")
     generate = Generator()
@@ -273,6 +329,7 @@ def test_dvc_yaml_defines_a_train_stage_per_model(
         assert f"models/{name}-{model['activation']}.pt" in listed
 
 
+@pytest.mark.slow
 def test_data_session_is_listed_but_not_a_ci_gate() -> None:
     listed = subprocess.run(
         [sys.executable, "-m", "nox", "--list", "--json", "-k", "True"],
@@ -283,3 +340,116 @@ def test_data_session_is_listed_but_not_a_ci_gate() -> None:
     sessions_by_name = {entry["name"]: entry for entry in json.loads(listed)}
     assert "pull|push|status" in sessions_by_name["data"]["description"]
     assert "ci" not in sessions_by_name["data"]["tags"]
+
+
+# --- an interrupted push ------------------------------------------------------------------
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(sys.platform == "win32", reason="signals a POSIX process group")
+def test_a_push_stopped_midway_says_interrupted_and_the_printed_rerun_completes(
+    tracked: Path,
+) -> None:
+    import signal
+
+    from tests.data_cli import files_under, start_push, wait_until
+
+    # Enough small files that a one-at-a-time push lasts seconds.
+    write_data(tracked / "data", files=1500, size=2 * 1024, seed=5)
+    dvc(tracked, "add", "-q", "data")
+    store = tracked.parent / "local-store"
+    landed_before = files_under(store)
+    push = start_push(tracked, dict(os.environ), "-j", "1")
+    wait_until(lambda: files_under(store) > landed_before + 20 or push.poll() is not None)
+    os.killpg(push.pid, signal.SIGINT)  # Ctrl-C in the terminal that runs it
+    _, stderr = push.communicate(timeout=60)
+    landed = files_under(store) - landed_before
+    assert 0 < landed < 1500, f"not stopped midway ({landed} files landed)"
+    assert push.returncode == 1
+    sentence = stderr.strip().splitlines()[-1]
+    assert sentence == (
+        f"error: the push to the remote 'local' ({store}) was interrupted (stopped with Ctrl-C) "
+        "before it finished, and nothing in your workspace or cache was lost: rerun the push "
+        "with `nox -s data -- push -j 1`."
+    )
+    # A later status says so too, with the command.
+    status = subprocess.run(
+        [sys.executable, "-m", "sessions.data", "status"],
+        cwd=tracked, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )  # fmt: skip
+    assert (
+        f"The last push to the remote 'local' ({store}) was interrupted before it finished: "
+        "rerun the push with `nox -s data -- push`." in status.stdout
+    )
+    # The printed command, run as printed, completes it.
+    (printed,) = PRINTED.findall(sentence)
+    assert run_action(*printed.split()[4:5], printed.split()[5:], root=tracked) == 0
+    assert files_under(store) - landed_before == 1500 + 2  # the old data's .dir listing too
+    assert not (tracked / ".dvc" / "tmp" / "push-in-progress").exists()
+
+
+# --- the repository's train stage ---------------------------------------------------------
+
+PACKAGES = {"gradient_lab": ROOT / "src", "experiments": ROOT}
+
+
+def first_party_files(module: str) -> set[str]:
+    """The files `python -m MODULE` runs from this repository: the module, the __init__ of
+    each package on the way, and recursively every first-party module those import."""
+    import ast
+
+    def module_file(name: str) -> Path | None:
+        parts = name.split(".")
+        if parts[0] not in PACKAGES:
+            return None
+        base = PACKAGES[parts[0]].joinpath(*parts)
+        return next(
+            (f for f in (base.with_suffix(".py"), base / "__init__.py") if f.is_file()), None
+        )
+
+    def imported(path: Path) -> set[str]:
+        names: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                names.update(alias.name for alias in node.names)
+            elif isinstance(node, ast.ImportFrom):
+                assert node.level == 0 and node.module, "relative imports: resolve them here"
+                # `from package import name` may import the submodule package.name.
+                names.update(f"{node.module}.{alias.name}" for alias in node.names)
+                names.add(node.module)
+        return names
+
+    seen: set[Path] = set()
+    todo = [module]
+    while todo:
+        parts = todo.pop().split(".")
+        for depth in range(1, len(parts) + 1):
+            found = module_file(".".join(parts[:depth]))
+            if found and found not in seen:
+                seen.add(found)
+                todo.extend(imported(found))
+    return {path.relative_to(ROOT).as_posix() for path in seen}
+
+
+def test_train_stage_deps_are_exactly_the_files_its_command_runs_and_the_data() -> None:
+    import re
+
+    import yaml
+
+    stage = yaml.safe_load((ROOT / "dvc.yaml").read_text(encoding="utf-8"))["stages"]["train"]
+    module = re.search(r"python -m (\S+)", stage["do"]["cmd"])
+    assert module
+    code = first_party_files(module.group(1))
+    assert "src/gradient_lab/synthetic_data.py" in code, "the walk follows `from pkg import mod`"
+    assert "src/gradient_lab/interrupt.py" in code and "src/gradient_lab/layout.py" in code
+    assert sorted(stage["do"]["deps"]) == sorted([*code, "data"])
+
+
+def test_dvc_lock_records_the_deps_that_dvc_yaml_lists() -> None:
+    import yaml
+
+    lock = yaml.safe_load((ROOT / "dvc.lock").read_text(encoding="utf-8"))["stages"]
+    stage = yaml.safe_load((ROOT / "dvc.yaml").read_text(encoding="utf-8"))["stages"]["train"]
+    for name, locked in lock.items():
+        assert name.startswith("train@")
+        assert sorted(dep["path"] for dep in locked["deps"]) == sorted(stage["do"]["deps"])

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
-import subprocess
+import io
+import os
+import signal
 import sys
-import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import redirect_stdout
 from pathlib import Path
 
 import pytest
 
 from sessions.data import DataError, run_action
 from sessions.files import remove_tree
+from tests.data_cli import PRINTED, data_env, fresh_copy, nox_data, start_push, wait_until
 from tests.dvc_repo import copy_repo, digest_tree, dvc, isolate, write_data
 from tests.s3_server import ACCESS_KEY, BUCKET, SECRET_KEY, S3Server
 
@@ -116,11 +119,18 @@ def test_stopped_server_fails_clearly_loses_nothing_and_a_rerun_completes(
         repo = s3_repo(tmp_path, monkeypatch, dvc_templates["tracked"], own.endpoint)
         before = snapshot(repo)
         own.stop()
-        with pytest.raises(DataError, match="is unreachable; start it"):
+        with pytest.raises(DataError) as error:
             run_action("push", root=repo)
+        assert (
+            f"the remote 's3' (s3://{BUCKET}/{tmp_path.name}) is unreachable; start its server"
+            in str(error.value)
+        )
+        assert "interrupted" not in str(error.value), "it never started"
         assert snapshot(repo) == before
         own.start()
-        run_action("push", root=repo)
+        (printed,) = PRINTED.findall(str(error.value))
+        assert printed == "nox -s data -- push"
+        run_printed_action(printed, repo)
         remove_tree(repo / "data")
         remove_tree(repo / ".dvc" / "cache")
         run_action("pull", root=repo)
@@ -129,36 +139,135 @@ def test_stopped_server_fails_clearly_loses_nothing_and_a_rerun_completes(
         own.stop()
 
 
-def test_interrupted_push_is_completed_by_a_rerun(
+def many_files(repo: Path) -> int:
+    """Enough small files that a one-at-a-time push lasts seconds, even on a fast machine."""
+    write_data(repo / "data", files=1000, size=2 * 1024, seed=5)
+    dvc(repo, "add", "-q", "data")
+    return 1000 + 2  # the template's own file and the .dir listing come too
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="kills a POSIX process group")
+def test_a_killed_push_is_reported_as_interrupted_and_the_printed_rerun_completes(
     server: S3Server,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     dvc_templates: dict[str, Path],
 ) -> None:
     repo = s3_repo(tmp_path, monkeypatch, dvc_templates["tracked"], server.endpoint)
-    # Enough small files that a one-at-a-time push lasts seconds, even on a fast machine.
-    files = 1000
-    write_data(repo / "data", files=files, size=2 * 1024, seed=5)
-    expected = files + 2  # the template's own file and the .dir listing come too
-    dvc(repo, "add", "-q", "data")
+    expected = many_files(repo)
     before = snapshot(repo)
     start = server.object_count()
-    # One upload at a time, killed as soon as the first objects have landed.
-    push = subprocess.Popen(
-        [sys.executable, "-m", "dvc", "push", "-j", "1"],
-        cwd=repo, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    deadline = time.monotonic() + 60
-    while server.object_count() < start + 5 and time.monotonic() < deadline:
-        time.sleep(0.01)
-    push.kill()
+    push = start_push(repo, dict(os.environ), "-j", "1")
+    wait_until(lambda: server.object_count() >= start + 5 or push.poll() is not None)
+    os.killpg(push.pid, signal.SIGKILL)  # the terminal closed, the machine went down
     push.wait()
     landed = server.object_count() - start
     assert 0 < landed < expected, f"the push was not interrupted midway ({landed} objects)"
     assert snapshot(repo) == before
-    run_action("push", root=repo)
+    remote = f"the remote 's3' (s3://{BUCKET}/{tmp_path.name})"
+    # The next status and the next push say what happened.
+    status = capture(lambda: run_action("status", root=repo))
+    assert (
+        f"The last push to {remote} was interrupted before it finished: rerun the push with "
+        "`nox -s data -- push`." in status
+    )
+    (printed,) = PRINTED.findall(status.split("The last push")[1])
+    pushed = capture(lambda: run_printed_action(printed, repo))
+    assert f"The last push to {remote} was interrupted; this push completes it." in pushed
+    assert f"T{remote[1:]} now holds every output" in pushed
     assert server.object_count() - start == expected
     remove_tree(repo / "data")
     remove_tree(repo / ".dvc" / "cache")
     run_action("pull", root=repo)
     assert digest_tree(repo / "data") == before["data"]
+
+
+def test_a_connection_dropped_midway_is_reported_as_an_interrupted_push(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, dvc_templates: dict[str, Path]
+) -> None:
+    own = S3Server(tmp_path.parent / f"{tmp_path.name}-weed").start()
+    try:
+        repo = s3_repo(tmp_path, monkeypatch, dvc_templates["tracked"], own.endpoint)
+        # Fewer, larger files: after the drop DVC retries each remaining file for seconds.
+        write_data(repo / "data", files=30, size=2 * 2**20, seed=5)
+        dvc(repo, "add", "-q", "data")
+        expected = 30 + 2
+        before = snapshot(repo)
+        push = start_push(repo, dict(os.environ), "-j", "1")
+        wait_until(lambda: own.object_count() >= 3 or push.poll() is not None)
+        own.stop()  # the connection drops
+        _, stderr = push.communicate(timeout=300)
+        assert 3 <= own.start().object_count() < expected, "stopped midway"
+        own.stop()
+        assert push.returncode == 1
+        sentence = stderr.strip().splitlines()[-1]
+        assert sentence == (
+            f"error: the push to the remote 's3' (s3://{BUCKET}/{tmp_path.name}) was interrupted "
+            "(the connection to the remote dropped) before it finished, and nothing in your "
+            "workspace or cache was lost: rerun the push with `nox -s data -- push -j 1`."
+        )
+        assert snapshot(repo) == before
+        own.start()
+        (printed,) = PRINTED.findall(sentence)
+        run_printed_action(printed, repo)
+        assert own.object_count() == expected
+    finally:
+        own.stop()
+
+
+def test_weights_recorded_but_nowhere_fail_the_push_and_not_the_pull(
+    server: S3Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The project itself, freshly copied, whose dvc.lock records weights no one pushed."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", ACCESS_KEY)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
+    project = fresh_copy(tmp_path)
+    env = {
+        **data_env(tmp_path),
+        "AWS_ACCESS_KEY_ID": ACCESS_KEY,
+        "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
+    }
+    url = f"s3://{BUCKET}/{tmp_path.name}"
+    (project / ".dvc" / "config.local").write_text(
+        f"[core]\n    remote = s3\n['remote \"s3\"']\n    url = {url}\n"
+        f"    endpointurl = {server.endpoint}\n",
+        encoding="utf-8",
+    )
+    remote = f"the remote 's3' ({url})"
+    assert nox_data(project, env, "ensure").returncode == 0
+    data = digest_tree(project / "data")
+
+    push = nox_data(project, env, "push")
+    assert push.returncode == 1, push.output
+    assert f"Pushed 3 file(s) to {remote}; it now holds data/." in push.output
+    assert (
+        "models/sigmoid_deep-sigmoid.pt is recorded in dvc.lock by stage train@sigmoid_deep but "
+        f"neither in your cache nor on {remote}: rebuild it with "
+        "`nox -s data -- dvc repro train@sigmoid_deep`, then push." in push.output
+    )
+    assert "now holds every output" not in push.output
+
+    remove_tree(project / "data")
+    remove_tree(project / ".dvc" / "cache")
+    pull = nox_data(project, env, "pull")
+    assert pull.returncode == 0, pull.output
+    assert digest_tree(project / "data") == data
+    assert (
+        "Not available: models/sigmoid_deep-sigmoid.pt (recorded in dvc.lock by stage "
+        f"train@sigmoid_deep) is neither in your cache nor on {remote}; rebuild it with "
+        "`nox -s data -- dvc repro train@sigmoid_deep`." in pull.output
+    )
+    assert "The data set is complete; training can run." in pull.output
+
+
+def capture(action: Callable[[], object]) -> str:
+    out = io.StringIO()
+    with redirect_stdout(out):
+        action()
+    return out.getvalue()
+
+
+def run_printed_action(printed: str, repo: Path) -> int:
+    words = printed.split()
+    assert words[:4] == ["nox", "-s", "data", "--"], printed
+    return run_action(words[4], words[5:], root=repo)

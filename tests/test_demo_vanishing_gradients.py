@@ -17,8 +17,6 @@ from gradient_lab.gradients import VANISHING_RATIO
 from tests.conftest import ROOT
 from tests.wandb_runs import artifacts, history, inspect, run_dirs
 
-pytestmark = pytest.mark.slow
-
 TINY = ["--depth", "10", "--width", "16", "--epochs", "3", "--batch-size", "64",
         "--log-every", "2", "--watch-every", "4", "--no-progress"]  # fmt: skip
 
@@ -64,6 +62,7 @@ def test_training_is_deterministic_given_a_seed() -> None:
     assert first.loss != other.loss
 
 
+@pytest.mark.slow
 def test_tracked_run_records_config_history_and_weights(
     wandb_offline: Path, data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -115,6 +114,7 @@ def stop_at(step: int, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(Tracker, "step", step_then_signal)
 
 
+@pytest.mark.slow
 def test_interrupt_saves_a_checkpoint_and_resume_finishes_the_same_run(
     wandb_offline: Path, data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
@@ -150,6 +150,7 @@ def test_interrupt_saves_a_checkpoint_and_resume_finishes_the_same_run(
     assert all(torch.equal(resumed[k], straight[k]) for k in straight)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(sys.platform == "win32", reason="Windows has no SIGTERM to deliver")
 def test_sigterm_to_a_running_training_saves_a_checkpoint(
     wandb_offline: Path, data_dir: Path, tmp_path: Path, child_env: dict[str, str]
@@ -210,6 +211,7 @@ def test_forcing_cuda_without_one_fails_cleanly(
     assert "sees no CUDA device" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_metrics_file_holds_the_final_figures_per_activation(
     data_dir: Path, tmp_path: Path
 ) -> None:

@@ -61,6 +61,7 @@ def clean_env(child_env: dict[str, str]) -> dict[str, str]:
     return {k: v for k, v in child_env.items() if k not in CREDENTIALS and k != "WANDB_MODE"}
 
 
+@pytest.mark.slow
 @linux_only
 def test_hadolint_passes_on_the_dockerfile() -> None:
     hadolint = shutil.which("hadolint", path=str(Path(sys.executable).parent))
@@ -71,6 +72,7 @@ def test_hadolint_passes_on_the_dockerfile() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+@pytest.mark.slow
 @linux_only
 def test_hadolint_would_catch_a_bad_dockerfile(tmp_path: Path) -> None:
     hadolint = shutil.which("hadolint", path=str(Path(sys.executable).parent))
@@ -157,6 +159,7 @@ def test_dockerignore_keeps_what_the_dockerfile_copies() -> None:
     assert not any(p.startswith("!") for p in patterns)
 
 
+@pytest.mark.slow
 def test_build_inputs_are_ignored_by_git_but_their_readme_is_not() -> None:
     def ignored(path: str) -> bool:
         result = subprocess.run(["git", "check-ignore", "-q", path], cwd=ROOT)

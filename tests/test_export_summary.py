@@ -15,10 +15,17 @@ import zlib
 from pathlib import Path
 
 import pytest
-from docx.oxml.ns import qn
 
 from sessions.summary import ExportError, cli, docx, export, files, fit, pdf, source
 from tests.conftest import ROOT
+
+
+def qn(tag: str) -> str:
+    """python-docx's qualified tag name; imported here, as the fast tier has no python-docx."""
+    from docx.oxml.ns import qn as qualified
+
+    return str(qualified(tag))
+
 
 DOCUMENT = """\
 ---
@@ -116,6 +123,7 @@ def run_cli(*args: str, capsys: pytest.CaptureFixture[str]) -> tuple[int, str, s
 # --- the .docx --------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_docx_headings_in_order_with_heading_styles(exported: dict[str, Path]) -> None:
     import docx as python_docx
 
@@ -129,6 +137,7 @@ def test_docx_headings_in_order_with_heading_styles(exported: dict[str, Path]) -
     assert by_style["Date"] == "2026-11-27"
 
 
+@pytest.mark.slow
 def test_docx_table_cells_code_lists_and_unicode(exported: dict[str, Path]) -> None:
     import docx as python_docx
     from docx.oxml.ns import qn
@@ -147,6 +156,7 @@ def test_docx_table_cells_code_lists_and_unicode(exported: dict[str, Path]) -> N
     assert levels == [0, 1, 2, 0]
 
 
+@pytest.mark.slow
 def test_docx_embeds_both_images_svg_as_png(exported: dict[str, Path]) -> None:
     import docx as python_docx
 
@@ -157,6 +167,7 @@ def test_docx_embeds_both_images_svg_as_png(exported: dict[str, Path]) -> None:
     assert all(part.blob.startswith(b"\x89PNG") for part in images)
 
 
+@pytest.mark.slow
 def test_docx_carries_the_reference_styles(exported: dict[str, Path]) -> None:
     import docx as python_docx
     from docx.shared import RGBColor
@@ -176,6 +187,7 @@ def test_docx_carries_the_reference_styles(exported: dict[str, Path]) -> None:
     assert section.page_width.cm == pytest.approx(21, abs=0.01)
 
 
+@pytest.mark.slow
 def test_reference_is_made_the_same_way_every_time(tmp_path: Path) -> None:
     import docx as python_docx
 
@@ -208,6 +220,7 @@ def pdf_fonts(path: Path) -> dict[str, bool]:
     return fonts
 
 
+@pytest.mark.slow
 def test_pdf_pages_text_and_metadata(exported: dict[str, Path]) -> None:
     from pypdf import PdfReader
 
@@ -226,6 +239,7 @@ def test_pdf_pages_text_and_metadata(exported: dict[str, Path]) -> None:
     assert reader.metadata.author == "Ada Lovelace"
 
 
+@pytest.mark.slow
 def test_pdf_embeds_every_font(exported: dict[str, Path]) -> None:
     fonts = pdf_fonts(exported["pdf"])
     assert any("LibertinusSerif" in name for name in fonts), fonts
@@ -233,6 +247,7 @@ def test_pdf_embeds_every_font(exported: dict[str, Path]) -> None:
     assert all(fonts.values()), fonts
 
 
+@pytest.mark.slow
 def test_pdf_draws_the_images(exported: dict[str, Path]) -> None:
     from pypdf import PdfReader
 
@@ -246,6 +261,7 @@ def test_pdf_draws_the_images(exported: dict[str, Path]) -> None:
 # --- metadata, contents, options ----------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_title_author_date_fall_back_to_first_heading_and_git(tmp_path: Path) -> None:
     path = write_document(tmp_path, "Intro.\n\n## Two\n\n# One\n\nText.\n\n# Three\n")
     git = ["git", "-c", "user.name=Grace Hopper", "-c", "user.email=g@example.org"]
@@ -264,6 +280,7 @@ def test_title_author_date_fall_back_to_first_heading_and_git(tmp_path: Path) ->
     assert document.meta_text("date") == "2026-01-02"
 
 
+@pytest.mark.slow
 def test_outside_git_the_date_is_today(tmp_path: Path) -> None:
     document = source.parse(write_document(tmp_path, "No front matter.\n\n## Nor a title\n"))
     assert document.meta_text("title") == "Report"  # no level-1 heading: the file name
@@ -272,12 +289,14 @@ def test_outside_git_the_date_is_today(tmp_path: Path) -> None:
     assert document.meta_text("author") in ("", source.git_metadata(document.path)[0])
 
 
+@pytest.mark.slow
 def test_a_front_matter_title_keeps_the_first_heading(tmp_path: Path) -> None:
     document = source.parse(write_document(tmp_path, "---\ntitle: T\n---\n\n# One\n"))
     assert document.meta_text("title") == "T"
     assert document.headings == [(1, "One")]
 
 
+@pytest.mark.slow
 def test_long_documents_get_a_table_of_contents(tmp_path: Path) -> None:
     from pypdf import PdfReader
 
@@ -318,6 +337,7 @@ def emoji_font_file() -> Path:
     return Path(found[0])
 
 
+@pytest.mark.slow
 def test_emoji_without_an_emoji_font_warn_in_one_line(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -340,6 +360,7 @@ def test_emoji_without_an_emoji_font_warn_in_one_line(
     assert (code, stderr) == (0, "")  # Word draws emoji with the reader's fonts
 
 
+@pytest.mark.slow
 def test_an_emoji_font_in_a_font_folder_is_found_and_used(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -358,6 +379,7 @@ def test_an_emoji_font_in_a_font_folder_is_found_and_used(
     assert "🎉" in text
 
 
+@pytest.mark.slow
 def test_no_emoji_no_warning(tmp_path: Path) -> None:
     bare = pdf.Fonts(paths=(), system=False)
     assert pdf.emoji_warning("a.md", "Plain text, accents: é, ü; arrows → ✓", bare) is None
@@ -402,6 +424,7 @@ def test_input_that_is_not_utf8(tmp_path: Path, capsys: pytest.CaptureFixture[st
     )
 
 
+@pytest.mark.slow
 def test_missing_image(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = write_document(tmp_path, DOCUMENT + "\n![gone](img/missing.png)\n")
     assert_fails(
@@ -409,6 +432,7 @@ def test_missing_image(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> No
     )
 
 
+@pytest.mark.slow
 def test_remote_image(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = write_document(tmp_path, "![web](https://example.org/a.png)\n")
     assert_fails(capsys, tmp_path / "out", "--input", str(path), says="is not a local file")
@@ -453,6 +477,7 @@ def test_output_folder_that_cannot_be_written(
                  says=f"Cannot write into the output folder {out}: Permission denied.")  # fmt: skip
 
 
+@pytest.mark.slow
 def test_a_failed_conversion_creates_no_output_folder(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -466,6 +491,7 @@ def test_a_failed_conversion_creates_no_output_folder(
     assert not (tmp_path / "new").exists()
 
 
+@pytest.mark.slow
 def test_a_failed_copy_removes_the_folders_it_made(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -486,6 +512,7 @@ def test_a_failed_copy_removes_the_folders_it_made(
 # --- outputs are replaced whole ---------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_success_replaces_outputs_and_prints_their_paths(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -504,6 +531,7 @@ def test_success_replaces_outputs_and_prints_their_paths(
         assert (out / "report.pdf").stat().st_mode & 0o777 == files.default_file_mode()
 
 
+@pytest.mark.slow
 def test_a_failure_midway_leaves_every_old_output(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -559,6 +587,7 @@ def test_session_exports_the_project_summary(
     assert "Unknown output format odt" in bad.stderr + bad.stdout
 
 
+@pytest.mark.slow
 def test_broken_front_matter(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = write_document(tmp_path, "---\ntitle: a: b\n---\n\nText.\n")
     assert_fails(capsys, tmp_path / "out", "--input", str(path), says="pandoc could not read")
@@ -608,6 +637,7 @@ def stress(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return {p.suffix[1:]: p for p in written}
 
 
+@pytest.mark.slow
 def test_stress_pdf_keeps_all_text_inside_the_text_area(stress: dict[str, Path]) -> None:
     import pdfplumber
 
@@ -632,6 +662,7 @@ def test_stress_pdf_keeps_all_text_inside_the_text_area(stress: dict[str, Path])
     assert CODE_LINE in text.replace("\n", "")  # wrapped, but every character is there
 
 
+@pytest.mark.slow
 def test_stress_pdf_table_cells_never_overlap(stress: dict[str, Path]) -> None:
     import pdfplumber
 
@@ -660,6 +691,7 @@ def test_stress_pdf_table_cells_never_overlap(stress: dict[str, Path]) -> None:
     assert 7.5 in sizes  # the table did not fit at full size: smaller type
 
 
+@pytest.mark.slow
 def test_stress_pdf_columns_are_sized_from_content(stress: dict[str, Path]) -> None:
     import pdfplumber
 
@@ -671,6 +703,7 @@ def test_stress_pdf_columns_are_sized_from_content(stress: dict[str, Path]) -> N
     assert starts["r0c1"] - number["x0"] < column_width / 2  # "n" column is narrow
 
 
+@pytest.mark.slow
 def test_stress_pdf_code_lines_touch_so_box_drawing_joins(stress: dict[str, Path]) -> None:
     import pdfplumber
 
@@ -682,6 +715,7 @@ def test_stress_pdf_code_lines_touch_so_box_drawing_joins(stress: dict[str, Path
     assert pitch <= bars[0]["bottom"] - bars[0]["top"] + 0.01  # no gap between glyph boxes
 
 
+@pytest.mark.slow
 def test_stress_pdf_block_quote_has_a_rule_in_the_accent_colour(stress: dict[str, Path]) -> None:
     import pdfplumber
 
@@ -711,6 +745,7 @@ def first_page_filled(path: Path) -> float:
     return (lowest - MARGIN_Y) / (end - MARGIN_Y)
 
 
+@pytest.mark.slow
 def test_stress_pdf_first_page_is_filled_despite_the_large_figure(
     stress: dict[str, Path],
 ) -> None:
@@ -722,6 +757,7 @@ def test_stress_pdf_first_page_is_filled_despite_the_large_figure(
     assert image["bottom"] - image["top"] <= fit.MAX_IMAGE_HEIGHT_CM * CM + 0.5
 
 
+@pytest.mark.slow
 def test_stress_docx_footer_has_page_fields_and_header_the_title(
     stress: dict[str, Path],
 ) -> None:
@@ -742,6 +778,7 @@ def test_stress_docx_footer_has_page_fields_and_header_the_title(
     assert "Stress test" not in [text for style, text in styles if style != "Title"]
 
 
+@pytest.mark.slow
 def test_stress_docx_tables_images_quotes_and_code(stress: dict[str, Path]) -> None:
     import docx as python_docx
     from docx.shared import RGBColor

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
-
-from tests.conftest import ROOT
 
 CLEAN = '''"""A clean module."""
 
@@ -27,14 +24,7 @@ FAULTS = {
 }
 
 
-def lint_project(tmp_path: Path, module: str, nox_cmd: list[str], env: dict[str, str]) -> str:
-    project = tmp_path / "project"
-    ignore = shutil.ignore_patterns("__pycache__")
-    shutil.copytree(ROOT / "sessions", project / "sessions", ignore=ignore)
-    for name in ("noxfile.py", "pyproject.toml"):
-        shutil.copy2(ROOT / name, project / name)
-    shutil.copytree(ROOT / "experiments", project / "experiments", ignore=ignore)
-    shutil.copytree(ROOT / "src", project / "src", ignore=ignore)
+def lint_project(project: Path, module: str, nox_cmd: list[str], env: dict[str, str]) -> str:
     (project / "experiments" / "planted.py").write_text(module, encoding="utf-8")
     result = subprocess.run(
         [*nox_cmd, "--no-venv", "-s", "lint"],
@@ -47,17 +37,19 @@ def lint_project(tmp_path: Path, module: str, nox_cmd: list[str], env: dict[str,
 @pytest.mark.slow
 @pytest.mark.parametrize("fault", sorted(FAULTS))
 def test_planted_fault_fails_and_is_named(
-    fault: str, tmp_path: Path, nox_cmd: list[str], child_env: dict[str, str]
+    fault: str, project_copy: Path, nox_cmd: list[str], child_env: dict[str, str]
 ) -> None:
     module, marker = FAULTS[fault]
-    output = lint_project(tmp_path, module, nox_cmd, child_env)
+    output = lint_project(project_copy, module, nox_cmd, child_env)
     assert output.startswith("FAILED"), output
     assert marker in output and "planted.py" in output
 
 
 @pytest.mark.slow
-def test_clean_code_passes(tmp_path: Path, nox_cmd: list[str], child_env: dict[str, str]) -> None:
-    output = lint_project(tmp_path, CLEAN, nox_cmd, child_env)
+def test_clean_code_passes(
+    project_copy: Path, nox_cmd: list[str], child_env: dict[str, str]
+) -> None:
+    output = lint_project(project_copy, CLEAN, nox_cmd, child_env)
     assert not output.startswith("FAILED"), output
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import ROOT
 
 BINARY_SUFFIXES = {
@@ -27,6 +29,7 @@ def is_binary(path: Path) -> bool:
     return path.suffix.lower() in BINARY_SUFFIXES or b"\0" in path.read_bytes()[:8192]
 
 
+@pytest.mark.slow
 def test_git_holds_no_binary_artifact_outside_the_allow_list() -> None:
     files = tracked_files()
     assert "pyproject.toml" in files
@@ -50,6 +53,7 @@ def test_the_check_sees_binaries(tmp_path: Path) -> None:
     assert not is_binary(text)
 
 
+@pytest.mark.slow
 def test_dvc_tracked_outputs_are_ignored_by_git() -> None:
     for path in ("data/synthetic_data_sample.png", "data/train.pt", "models/sigmoid_deep.pt"):
         ignored = subprocess.run(["git", "check-ignore", "-q", path], cwd=ROOT)

@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import nox.registry
+import pytest
 
 from tests.conftest import ROOT
 
@@ -36,12 +37,14 @@ def test_noxfile_registers_every_task_with_a_docstring() -> None:
         assert len(func.__doc__.strip().splitlines()) == 1, f"keep {name}'s description to one line"
 
 
+@pytest.mark.slow
 def test_list_json_describes_every_session() -> None:
     listed = {entry["name"]: entry for entry in list_sessions("-k", "True")}
     assert set(listed) >= TASKS
     assert all(entry["description"] for entry in listed.values())
 
 
+@pytest.mark.slow
 def test_default_run_is_the_ci_gates() -> None:
     defaults = {entry["name"] for entry in list_sessions()}
     ci = {entry["name"] for entry in list_sessions("--tags", "ci")}
@@ -50,6 +53,7 @@ def test_default_run_is_the_ci_gates() -> None:
     assert "train-tracked" not in ci
 
 
+@pytest.mark.slow
 def test_nox_l_prints_the_descriptions() -> None:
     out = subprocess.run(
         [sys.executable, "-m", "nox", "-l"], cwd=ROOT, capture_output=True, text=True, check=True

@@ -166,6 +166,7 @@ def test_an_advisory_safety_cannot_match_is_named_as_skipped() -> None:
 # --- building from a repository -------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_build_writes_safetys_layout_from_the_repository(advisories: Path, tmp_path: Path) -> None:
     output = tmp_path / "db"
     summary = safety_db.build(advisories, output)
@@ -189,6 +190,7 @@ def test_build_writes_safetys_layout_from_the_repository(advisories: Path, tmp_p
     assert safety_db.describe(output) == f"{output} ({summary})"
 
 
+@pytest.mark.slow
 def test_a_repository_without_advisories_fails_closed(tmp_path: Path) -> None:
     empty = tmp_path / "empty"
     empty.mkdir()
@@ -210,17 +212,20 @@ def test_a_repository_without_advisories_fails_closed(tmp_path: Path) -> None:
     assert not (tmp_path / "db" / "insecure.json").exists()
 
 
+@pytest.mark.slow
 def test_a_folder_that_is_no_clone_fails_closed(tmp_path: Path) -> None:
     with pytest.raises(safety_db.DatabaseError, match="is not a git clone"):
         safety_db.build(tmp_path, tmp_path / "db")
 
 
+@pytest.mark.slow
 def test_a_broken_advisory_names_its_file(advisories: Path, tmp_path: Path) -> None:
     (advisories / "vulns" / "requests" / "PYSEC-2018-28.yaml").write_text("id: [", encoding="utf-8")
     with pytest.raises(safety_db.DatabaseError, match=r"PYSEC-2018-28\.yaml cannot be read"):
         safety_db.build(advisories, tmp_path / "db")
 
 
+@pytest.mark.slow
 def test_a_missing_clone_folder_is_cloned_and_kept(advisories: Path, tmp_path: Path) -> None:
     clone = tmp_path / "cache" / "advisory-database"
     summary = safety_db.update(tmp_path / "db", clone, source=advisories.as_uri())
@@ -230,6 +235,7 @@ def test_a_missing_clone_folder_is_cloned_and_kept(advisories: Path, tmp_path: P
     assert safety_db.update(tmp_path / "db2", None, source=advisories.as_uri()).advisories == 2
 
 
+@pytest.mark.slow
 def test_an_unreachable_repository_fails_with_one_sentence(tmp_path: Path) -> None:
     with pytest.raises(safety_db.DatabaseError, match="git could not clone") as raised:
         safety_db.update(tmp_path / "db", tmp_path / "clone", source=str(tmp_path / "nowhere"))

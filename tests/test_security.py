@@ -595,6 +595,7 @@ def test_the_secret_scan_without_git_fails_closed(monkeypatch: pytest.MonkeyPatc
         security_secrets.find_git()
 
 
+@pytest.mark.slow
 def test_the_secret_scan_outside_a_git_checkout_fails_closed(tmp_path: Path) -> None:
     git = security_secrets.find_git()
     with pytest.raises(GateError, match="run the gate in a git checkout"):

@@ -36,6 +36,7 @@ def test_load_generates_a_missing_set(tmp_path: Path) -> None:
     assert synthetic_data.load(tmp_path).path.is_file()
 
 
+@pytest.mark.slow
 def test_cli_is_headless_and_rejects_bad_input(tmp_path: Path) -> None:
     # With no display and a GUI backend requested, any pyplot window would fail the run.
     env = {**os.environ, "MPLBACKEND": "TkAgg", "DISPLAY": ""}

@@ -8,8 +8,6 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT
-
 TOY = """
 def covered(x):
     return x + 1
@@ -34,13 +32,9 @@ fail_under = 60
 """
 
 
-def make_project(tmp_path: Path, *, test_everything: bool) -> Path:
-    """A copy of this project's runner around a toy module, half or fully tested."""
-    project = tmp_path / "project"
-    shutil.copytree(
-        ROOT / "sessions", project / "sessions", ignore=shutil.ignore_patterns("__pycache__")
-    )
-    shutil.copy2(ROOT / "noxfile.py", project / "noxfile.py")
+def make_project(project: Path, *, test_everything: bool) -> Path:
+    """A copy of this project whose code and tests are a toy module, half or fully tested."""
+    shutil.rmtree(project / "tests")
     (project / "pyproject.toml").write_text(PYPROJECT, encoding="utf-8")
     (project / "toy.py").write_text(TOY, encoding="utf-8")
     tests = ["def test_covered():\n    from toy import covered\n    assert covered(1) == 2\n"]
@@ -65,20 +59,21 @@ def run_tests_session(
 
 @pytest.mark.slow
 def test_below_the_floor_fails_with_the_coverage_message(
-    tmp_path: Path, nox_cmd: list[str], child_env: dict[str, str]
+    project_copy: Path, nox_cmd: list[str], child_env: dict[str, str]
 ) -> None:
-    result = run_tests_session(make_project(tmp_path, test_everything=False), nox_cmd, child_env)
+    project = make_project(project_copy, test_everything=False)
+    result = run_tests_session(project, nox_cmd, child_env)
     output = result.stdout + result.stderr
     assert result.returncode != 0, output
     assert "Required test coverage of 60" in output and "not reached" in output
-    assert (tmp_path / "project" / "reports" / "coverage.xml").is_file()
+    assert (project / "reports" / "coverage.xml").is_file()
 
 
 @pytest.mark.slow
 def test_at_full_coverage_passes_and_writes_reports(
-    tmp_path: Path, nox_cmd: list[str], child_env: dict[str, str]
+    project_copy: Path, nox_cmd: list[str], child_env: dict[str, str]
 ) -> None:
-    project = make_project(tmp_path, test_everything=True)
+    project = make_project(project_copy, test_everything=True)
     result = run_tests_session(project, nox_cmd, child_env)
     output = result.stdout + result.stderr
     assert result.returncode == 0, output
@@ -91,9 +86,9 @@ def test_at_full_coverage_passes_and_writes_reports(
 
 @pytest.mark.slow
 def test_no_tests_collected_is_a_failure(
-    tmp_path: Path, nox_cmd: list[str], child_env: dict[str, str]
+    project_copy: Path, nox_cmd: list[str], child_env: dict[str, str]
 ) -> None:
-    project = make_project(tmp_path, test_everything=False)
+    project = make_project(project_copy, test_everything=False)
     shutil.rmtree(project / "tests")
     (project / "tests").mkdir()
     result = run_tests_session(project, nox_cmd, child_env)

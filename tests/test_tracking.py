@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -55,10 +56,11 @@ def test_layer_norms_match_a_per_parameter_computation() -> None:
     norms = gradients.LayerGradNorms(model)
     assert norms.names == ["0", "2"]
     expected = [torch.cat([p.grad.flatten() for p in m.parameters()]).norm() for m in model[::2]]  # type: ignore[union-attr]
-    assert torch.allclose(norms.compute(), torch.stack(expected))
+    names, values = norms.compute()
+    assert names == ["0", "2"] and torch.allclose(values, torch.stack(expected))
     model.zero_grad(set_to_none=True)
-    assert norms.compute().tolist() == [0.0, 0.0]
-    with pytest.raises(tracking.TrackingError, match="no trainable parameters"):
+    assert norms.compute().names == []  # no gradient: nothing, not zeros
+    with pytest.raises(tracking.TrackingError, match="no parameters"):
         gradients.LayerGradNorms(torch.nn.ReLU())
 
 
@@ -100,6 +102,7 @@ def test_exploding_gradients_warn_once_and_alert_when_online(
     assert capsys.readouterr().err.count("WARNING: exploding gradients") == 1
 
 
+@pytest.mark.slow
 def test_a_second_script_is_tracked_by_the_same_layer(
     wandb_offline: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -116,6 +119,7 @@ def test_a_second_script_is_tracked_by_the_same_layer(
     assert (tmp_path / "m" / "tiny-regression.pt").is_file()
 
 
+@pytest.mark.slow
 def test_disabled_mode_writes_no_run(wandb_offline: Path, tmp_path: Path) -> None:
     model = torch.nn.Linear(2, 1)
     with tracking.track("quiet", {}, model, mode="disabled", models_dir=tmp_path) as tracker:
@@ -212,3 +216,189 @@ def test_background_calls_run_in_order_and_report_a_failure() -> None:
     with pytest.raises(tracking.TrackingError, match="A W&B call failed: service gone"):
         calls.close()
     assert -1 not in done
+
+
+def three_layers() -> torch.nn.Sequential:
+    torch.manual_seed(0)
+    return torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.Linear(4, 4), torch.nn.Linear(4, 1))
+
+
+def train_steps(
+    model: torch.nn.Module, tracker: tracking.Tracker, steps: range, **metrics: Any
+) -> None:
+    for step in steps:
+        model.zero_grad(set_to_none=True)
+        model(torch.randn(8, 4)).pow(2).mean().backward()
+        tracker.step(step, loss=torch.tensor(1.0), **metrics)
+
+
+def test_a_layer_frozen_mid_run_drops_out_without_an_alarm_and_comes_back_when_unfrozen(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    model = three_layers()
+    run = FakeOnlineRun()
+    tracker = tracking.Tracker(run, model, "online", log_every=2, models_dir=Path("unused"))
+    train_steps(model, tracker, range(4))
+    model[0].requires_grad_(False)  # frozen: no gradient from here on
+    train_steps(model, tracker, range(4, 8))
+    model[0].requires_grad_(True)
+    train_steps(model, tracker, range(8, 10))
+    series = [[k for k in row if k.startswith("grad_norm/") and k != "grad_norm/first_to_last"]
+              for row in run.rows]  # fmt: skip
+    everything = ["grad_norm/0", "grad_norm/1", "grad_norm/2"]
+    assert series == [everything, everything, everything[1:], everything[1:], everything]
+    assert all(row[k] > 0 for row in run.rows for k in row if k.startswith("grad_norm/"))
+    assert not run.alerts and not tracker.flags and "WARNING" not in capsys.readouterr().err
+
+
+def test_a_layer_frozen_from_the_start_starts_its_series_when_unfrozen() -> None:
+    model = three_layers()
+    model[1].requires_grad_(False)
+    run = RecordingRun()
+    tracker = tracking.Tracker(run, model, "offline", log_every=1, models_dir=Path("unused"))
+    train_steps(model, tracker, range(2))
+    model[1].requires_grad_(True)
+    train_steps(model, tracker, range(2, 4))
+    assert ["grad_norm/1" in row for _, row in run.logged] == [False, False, True, True]
+    histograms = [any(k.startswith("gradients/1.") for k in row) for _, row in run.logged]
+    assert histograms == [False] * 4  # watch_every 100: none yet, and none for a frozen layer
+    assert tracker.norms.histograms().keys() >= {"gradients/1.weight", "gradients/1.bias"}
+
+
+def test_a_step_without_any_gradient_logs_scalars_and_no_norms() -> None:
+    model = three_layers()
+    run = RecordingRun()
+    tracker = tracking.Tracker(run, model, "offline", log_every=1, models_dir=Path("unused"))
+    tracker.step(0, loss=torch.tensor(2.0))
+    ((_, row),) = run.logged
+    assert row == {"loss": 2.0} and tracker.last_ratio is None
+
+
+def test_metric_values_of_every_common_type() -> None:
+    import numpy
+
+    model = three_layers()
+    run = RecordingRun()
+    tracker = tracking.Tracker(run, model, "offline", log_every=2, models_dir=Path("unused"))
+    scheduler_lrs = [0.1, 0.01]  # what scheduler.get_last_lr() returns for two param groups
+    for step, loss in enumerate([torch.tensor(1.0), torch.tensor([3.0])]):
+        tracker.step(step, loss=loss, lr=scheduler_lrs, epoch=step, acc=numpy.float32(0.5),
+                     mom=numpy.array(0.9), pair=(torch.tensor(1.0), 2))  # fmt: skip
+    ((_, row),) = run.logged
+    assert row["loss"] == 2.0  # tensors averaged over the interval, even a 1-element one
+    assert (row["lr/group0"], row["lr/group1"]) == (0.1, 0.01)
+    assert (row["epoch"], row["acc"], row["mom"]) == (1.0, 0.5, pytest.approx(0.9))
+    assert (row["pair/group0"], row["pair/group1"]) == (1.0, 2.0)
+
+
+@pytest.mark.parametrize(
+    ("value", "described"),
+    [
+        ("fast", "not a str"),
+        (torch.ones(3), "not a Tensor of shape (3,)"),
+        ({"a": 1}, "not a dict"),
+        ([0.1, "x"], "not a str"),
+        (None, "not a NoneType"),
+    ],
+)
+def test_other_metric_values_are_one_clear_type_error(value: object, described: str) -> None:
+    tracker = tracking.Tracker(RecordingRun(), three_layers(), "offline", 1, Path("unused"))
+    with pytest.raises(TypeError, match=r"^Metric '\w+(/group1)?' must be a number, .*") as info:
+        tracker.step(0, loss=value)
+    assert str(info.value).endswith(f"{described}.") and "\n" not in str(info.value)
+
+
+def test_config_may_be_a_mapping_a_namespace_or_a_dataclass() -> None:
+    import argparse
+    import dataclasses
+
+    from gradient_lab.values import config_dict
+
+    @dataclasses.dataclass
+    class Settings:
+        lr: float = 0.1
+        layers: list[int] = dataclasses.field(default_factory=lambda: [1, 2])
+
+    assert config_dict({"lr": 0.1}) == {"lr": 0.1}
+    assert config_dict(argparse.Namespace(lr=0.1, name="x")) == {"lr": 0.1, "name": "x"}
+    assert config_dict(Settings()) == {"lr": 0.1, "layers": [1, 2]}
+    assert config_dict(None) == {}
+    with pytest.raises(TypeError, match=r"config must be a Mapping, an argparse\.Namespace or a "
+                                        r"dataclass instance, not list\.$"):  # fmt: skip
+        config_dict([("lr", 0.1)])
+    with pytest.raises(TypeError, match="not type"):
+        config_dict(Settings)
+
+
+def test_a_namespace_config_reaches_the_run(wandb_offline: Path, tmp_path: Path) -> None:
+    import argparse
+
+    model = torch.nn.Linear(2, 1)
+    config = argparse.Namespace(lr=0.5, run_dir=None, out=tmp_path)
+    with tracking.track("ns", config, model, models_dir=tmp_path) as tracker:
+        model(torch.ones(1, 2)).sum().backward()
+        tracker.step(0, loss=torch.tensor(1.0), lr=[0.5, 0.25])
+    (run_dir,) = run_dirs(wandb_offline)
+    config_read = inspect(run_dir)["config"]
+    assert config_read["lr"] == 0.5 and config_read["distributed"] == {
+        "world_size": 1, "backend": None,
+    }  # fmt: skip
+
+
+def test_weights_are_saved_under_the_models_own_names_and_staged_in_the_run_folder(
+    wandb_offline: Path, tmp_path: Path
+) -> None:
+    model = torch.compile(three_layers())  # a wrapper: names gain `_orig_mod.`; not run here
+    assert next(iter(dict(model.named_parameters()))).startswith("_orig_mod.")
+    with tracking.track("named", {}, model, models_dir=tmp_path / "models") as tracker:
+        assert tracker.norms.names == ["0", "1", "2"]
+        path = tracker.save_weights(model, "net")
+    state = torch.load(path, weights_only=True)
+    three_layers().load_state_dict(state)  # strict: exactly the unwrapped model's keys
+    (run_dir,) = run_dirs(wandb_offline)
+    staged = run_dir / "artifacts" / "net.pt"
+    assert staged.read_bytes() == path.read_bytes()
+    ((entry,),) = [a["manifest"]["contents"] for a in artifacts(run_dir)]
+    assert entry["path"] == "net.pt" and Path(entry["local_path"]) == staged.resolve()
+    assert not (tmp_path / "wandb-data" / "artifacts").exists()  # nothing staged elsewhere
+    assert [p.name for p in path.parent.iterdir()] == ["net.pt"]  # no temporary left over
+
+
+def test_temporary_names_differ_per_call_and_process() -> None:
+    from gradient_lab.files import partial_name
+
+    target = Path("models") / "w.pt"
+    names = {partial_name(target) for _ in range(20)}
+    assert len(names) == 20
+    assert all(str(os.getpid()) in n.name and n.parent == target.parent for n in names)
+
+
+def test_the_wandb_command_hint_names_the_cli_beside_this_python() -> None:
+    hint = Path(tracking.wandb_cli())
+    assert hint.name.startswith("wandb") and (hint.is_file() or hint.resolve().is_file())
+
+
+def test_provenance_names_the_repository_the_script_lives_in_or_none(tmp_path: Path) -> None:
+    import subprocess
+
+    repo, outside = tmp_path / "repo", tmp_path / "outside"
+    outside.mkdir()
+    (repo / "sub").mkdir(parents=True)
+    git = ["git", "-c", "user.name=T", "-c", "user.email=t@example.org"]
+    (repo / "sub" / "train.py").write_text("print()\n", encoding="utf-8")
+    (repo / "data.dvc").write_text("outs:\n- md5: abc.dir\n", encoding="utf-8")
+    for args in (["init", "-q"], ["add", "."], ["commit", "-qm", "x"]):
+        subprocess.run([*git, *args], cwd=repo, check=True, capture_output=True)
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True,
+                          text=True, check=True).stdout.strip()  # fmt: skip
+    found = provenance.provenance("cpu", source=repo / "sub" / "train.py")
+    assert (found["git_commit"], found["git_repository"]) == (head, "repo")
+    assert (found["git_dirty"], found["data_version"]) == (False, "abc.dir")
+    (repo / "sub" / "train.py").write_text("print(1)\n", encoding="utf-8")
+    assert provenance.provenance("cpu", source=repo / "sub" / "train.py")["git_dirty"] is True
+    alone = outside / "train.py"
+    alone.write_text("print()\n", encoding="utf-8")
+    nothing = provenance.provenance("cpu", source=alone)
+    assert (nothing["git_commit"], nothing["git_dirty"], nothing["git_repository"]) == (
+        "none", None, None,
+    )  # fmt: skip

@@ -24,6 +24,19 @@ def test_default_is_the_demo_and_options_pass_through() -> None:
     assert script == "tiny_regression"
 
 
+def test_nproc_launches_through_torchs_launcher() -> None:
+    launcher = ["python", "-m", "torch.distributed.run", "--standalone", "--nproc_per_node"]
+    assert train_tracked.command(["--nproc", "2", "--smoke"]) == [
+        *launcher, "2", "-m", "experiments", "demo_vanishing_gradients", "--smoke",
+    ]  # fmt: skip
+    assert train_tracked.command(["--nproc=4", "tiny_regression", "--steps", "5"]) == [
+        *launcher, "4", "-m", "experiments", "tiny_regression", "--steps", "5",
+    ]  # fmt: skip
+    for bad in (["--nproc"], ["--nproc", "0"], ["--nproc", "two"], ["--nproc=-1"]):
+        with pytest.raises(ValueError, match="--nproc takes a number of processes"):
+            train_tracked.command(bad)
+
+
 def test_every_listed_script_exists_and_is_runnable() -> None:
     for name in train_tracked.TRAINING_SCRIPTS:
         source = (ROOT / "experiments" / f"{name}.py").read_text(encoding="utf-8")
@@ -68,7 +81,7 @@ def session_env(child_env: dict[str, str]) -> dict[str, str]:
 
 @pytest.mark.slow
 def test_smoke_session_trains_offline_with_no_account(
-    tmp_path: Path, child_env: dict[str, str], nox_cmd: list[str]
+    tmp_path: Path, child_env: dict[str, str], nox_cmd: list[str], project_copy: Path
 ) -> None:
     env = session_env(child_env) | {"WANDB_CONFIG_DIR": str(tmp_path / "cfg"),
                                     "WANDB_DATA_DIR": str(tmp_path / "wd")}  # fmt: skip
@@ -76,7 +89,7 @@ def test_smoke_session_trains_offline_with_no_account(
         [*nox_cmd, "--no-venv", "-s", "train-tracked", "--", "--smoke", "--no-progress",
          "--activation", "sigmoid", "--run-dir", str(tmp_path), "--models-dir",
          str(tmp_path / "models"), "--data-dir", str(tmp_path / "data")],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
+        cwd=project_copy, env=env, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     output = result.stdout + result.stderr
     assert result.returncode == 0, output
@@ -88,18 +101,42 @@ def test_smoke_session_trains_offline_with_no_account(
     assert inspect(run_dir)["config"]["epochs"] == 2
 
 
+@pytest.mark.slow
 def test_session_with_a_bad_option_exits_non_zero(
-    tmp_path: Path, child_env: dict[str, str], nox_cmd: list[str]
+    child_env: dict[str, str], nox_cmd: list[str], project_copy: Path
 ) -> None:
     result = subprocess.run(
         [*nox_cmd, "--no-venv", "-s", "train-tracked", "--", "--epochs", "-3"],
-        cwd=ROOT, env=session_env(child_env), capture_output=True, text=True, timeout=120,
+        cwd=project_copy, env=session_env(child_env), capture_output=True, text=True,
+        timeout=120,
     )  # fmt: skip
     output = result.stdout + result.stderr
     assert result.returncode == 2
     assert "--epochs must be at least 1, got -3" in output
     assert "Traceback" not in output
     assert "sessions.data" not in output  # checked before the data and the imports
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(sys.platform == "win32", reason="torchrun's store needs libuv, absent there")
+def test_session_trains_the_demo_in_two_processes_as_one_run(
+    tmp_path: Path, child_env: dict[str, str], nox_cmd: list[str]
+) -> None:
+    env = session_env(child_env) | {"WANDB_CONFIG_DIR": str(tmp_path / "cfg"),
+                                    "WANDB_DATA_DIR": str(tmp_path / "wd")}  # fmt: skip
+    result = subprocess.run(
+        [*nox_cmd, "--no-venv", "-s", "train-tracked", "--", "--nproc", "2", "--smoke",
+         "--no-progress", "--activation", "relu", "--depth", "3", "--width", "8",
+         "--run-dir", str(tmp_path), "--models-dir", str(tmp_path / "models"),
+         "--data-dir", str(tmp_path / "data")],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    assert "torch.distributed.run --standalone --nproc_per_node 2" in output
+    (run_dir,) = run_dirs(tmp_path)
+    assert inspect(run_dir)["config"]["distributed"] == {"world_size": 2, "backend": "gloo"}
+    assert output.count("Training vanishing-gradients-relu") == 1
 
 
 def test_resume_command_is_this_session_with_resume_added(tmp_path: Path) -> None:

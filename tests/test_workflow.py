@@ -42,11 +42,13 @@ def check_schema(schema: str, path: Path) -> subprocess.CompletedProcess[str]:
         ("vendor.dependabot", GITHUB / "dependabot.yml"),
     ],
 )
+@pytest.mark.slow
 def test_files_match_githubs_schemas(schema: str, path: Path) -> None:
     result = check_schema(schema, path)
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+@pytest.mark.slow
 def test_schema_check_catches_a_broken_workflow(tmp_path: Path) -> None:
     broken = tmp_path / "ci.yml"
     shutil.copy2(WORKFLOW, broken)
@@ -84,6 +86,7 @@ def test_hardening() -> None:
         assert "continue-on-error" not in step, f"step {step} may fail silently"
 
 
+@pytest.mark.slow
 def test_matrix_is_derived_from_the_noxfile_on_both_oses() -> None:
     workflow = load(WORKFLOW)
     gate = workflow["jobs"]["gate"]
@@ -94,6 +97,7 @@ def test_matrix_is_derived_from_the_noxfile_on_both_oses() -> None:
     assert {"tests", "security", "lint"} <= set(gates)
 
 
+@pytest.mark.slow
 def test_every_session_named_in_github_files_exists() -> None:
     names = set(ci.sessions_tagged("ci")) | set(ci.sessions_tagged("ci-linux"))
     listed = subprocess.run(
@@ -129,6 +133,7 @@ def test_ci_script_runs_the_linux_leg_in_workflow_order() -> None:
     assert positions == sorted(positions)
 
 
+@pytest.mark.slow
 def test_ci_module_prints_step_outputs(capsys: pytest.CaptureFixture[str]) -> None:
     ci.main([])
     lines = capsys.readouterr().out.splitlines()
@@ -172,6 +177,7 @@ ci_run_is_bash = pytest.mark.skipif(
 )
 
 
+@pytest.mark.slow
 @ci_run_is_bash
 def test_ci_run_applies_every_variable_the_workflow_sets(tmp_path: Path) -> None:
     project = copy_ci_files(tmp_path)
@@ -193,6 +199,7 @@ def test_every_exception_says_why_and_only_index_variables_are_excepted() -> Non
         assert "index" in reason and ".ci/run" in reason
 
 
+@pytest.mark.slow
 @ci_run_is_bash
 def test_a_variable_added_to_the_workflow_reaches_ci_run(tmp_path: Path) -> None:
     project = copy_ci_files(tmp_path)
@@ -218,6 +225,7 @@ def test_a_variable_added_to_the_workflow_reaches_ci_run(tmp_path: Path) -> None
         ),
     ],
 )
+@pytest.mark.slow
 def test_an_environment_ci_run_cannot_reproduce_stops_it(
     tmp_path: Path, edit: tuple[str, str], message: str
 ) -> None:
@@ -263,6 +271,7 @@ def step_scripts(job: dict[str, Any]) -> str:
     return "\n".join(step.get("run", "") for step in job["steps"])
 
 
+@pytest.mark.slow
 def test_engine_tests_run_with_build_image_and_not_in_the_gate() -> None:
     jobs = load(WORKFLOW)["jobs"]
     assert 'tests) args=(-- -m "not docker")' in step_scripts(jobs["gate"])

@@ -60,9 +60,9 @@ def read_text(path: Path) -> str:
 
 def parse(path: Path) -> Document:
     """Read a document, check that its images exist, and fill missing title/author/date."""
+    text = read_text(path)
     import pypandoc  # noqa: PLC0415 - heavy, and only in the summary venv
 
-    text = read_text(path)
     try:
         ast: Ast = json.loads(pypandoc.convert_text(text, "json", format=READER))
     except RuntimeError as error:

@@ -6,12 +6,14 @@ Nothing here talks to W&B's run; `tracking` decides when these are computed and 
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import numpy
 import torch
 import wandb
 from torch import nn
 
+from gradient_lab import distributed
 from gradient_lab.errors import TrackingError
 
 HISTOGRAM_BINS = 64  # as wandb.watch draws them
@@ -21,11 +23,22 @@ VANISHING_RATIO = 1e-2
 EXPLODING_RATIO = 1e2
 
 
+class LayerNorms(NamedTuple):
+    """Gradient norms of the layers that have a gradient, input side first."""
+
+    names: list[str]
+    norms: torch.Tensor  # on the model's device, one per name
+
+
 class LayerGradNorms:
     """Per-layer gradient norms of a model, all computed on its device in a few kernel calls.
 
     A layer is a module that owns parameters directly (a Linear, a norm layer), in the order
     the model registers them, so the first layer is the input side and the last the output.
+    Names are the model's own: DDP, DataParallel and torch.compile wrappers are seen through.
+    Every parameter is watched; at each computation only those that take part in training
+    (`requires_grad`) and have a gradient count, so a layer frozen mid-run drops out and one
+    unfrozen later comes in, and a layer without a gradient is never reported as norm 0.
     """
 
     def __init__(self, model: nn.Module) -> None:
@@ -33,35 +46,49 @@ class LayerGradNorms:
         self.params: list[torch.Tensor] = []
         self.param_names: list[str] = []  # as model.named_parameters() calls them
         owners: list[int] = []
-        for name, module in model.named_modules():
-            own = [(n, p) for n, p in module.named_parameters(recurse=False) if p.requires_grad]
+        for name, module in distributed.unwrap(model).named_modules():
+            own = list(module.named_parameters(recurse=False))
             if own:
                 owners += [len(self.names)] * len(own)
-                self.names.append(name or type(module).__name__)
+                self.names.append(distributed.clean_name(name) or type(module).__name__)
                 self.params += [p for _, p in own]
-                self.param_names += [f"{name}.{n}" if name else n for n, _ in own]
+                self.param_names += [distributed.clean_name(f"{name}.{n}" if name else n)
+                                     for n, _ in own]  # fmt: skip
         if not self.names:
-            raise TrackingError("The model has no trainable parameters to track.")
+            raise TrackingError("The model has no parameters to track.")
         self._owners = owners
+        self._index: tuple[tuple[int, ...], torch.Tensor, list[str]] | None = None
 
-    def compute(self) -> torch.Tensor:
-        """Norms per layer as one tensor on the model's device; no host synchronisation."""
-        present = [i for i, p in enumerate(self.params) if p.grad is not None]
-        grads = [self.params[i].grad for i in present]
+    def _present(self) -> list[int]:
+        """Indices of the parameters that are trained and have a gradient now."""
+        return [i for i, p in enumerate(self.params) if p.grad is not None and p.requires_grad]
+
+    def compute(self) -> LayerNorms:
+        """Norms of the layers that have a gradient, on the model's device; no host sync."""
+        present = self._present()
         device = self.params[0].device
-        if not grads:
-            return torch.zeros(len(self.names), device=device)
+        if not present:
+            return LayerNorms([], torch.zeros(0, device=device))
+        key = tuple(present)
+        if self._index is None or self._index[0] != key:  # the trained set changed
+            layers = sorted({self._owners[i] for i in present})
+            slot = {layer: n for n, layer in enumerate(layers)}
+            index = torch.tensor([slot[self._owners[i]] for i in present], device=device)
+            self._index = (key, index, [self.names[layer] for layer in layers])
+        _, index, names = self._index
+        grads = [self.params[i].grad for i in present]
         squares = torch.stack(torch._foreach_norm(grads)).float() ** 2  # type: ignore[arg-type]
-        index = torch.tensor([self._owners[i] for i in present], device=device)
-        sums = torch.zeros(len(self.names), device=device).index_add_(0, index, squares)
-        return sums.sqrt()
+        sums = torch.zeros(len(names), device=device).index_add_(0, index, squares)
+        return LayerNorms(list(names), sums.sqrt())
 
     def histograms(self, bins: int = HISTOGRAM_BINS) -> dict[str, wandb.Histogram]:
         """`gradients/<parameter>` histograms of the gradients, drawn as `wandb.watch` draws
         them (over min..max, non-finite values left out, one bin for a constant tensor)."""
-        named = [(n, p.grad.detach().flatten().float())
-                 for n, p in zip(self.param_names, self.params, strict=True)
-                 if p.grad is not None]  # fmt: skip
+        named = [
+            (self.param_names[i], grad.detach().flatten().float())
+            for i in self._present()
+            if (grad := self.params[i].grad) is not None
+        ]
         if not named:
             return {}
         # Every range in one transfer; the counts in a second.

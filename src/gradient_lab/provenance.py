@@ -32,18 +32,28 @@ def script_path() -> Path:
 
 
 def provenance(
-    device: str, dvc_file: Path = DATA_DVC, source: Path | None = None
+    device: str, dvc_file: Path | None = None, source: Path | None = None
 ) -> dict[str, Any]:
-    """Code version (of the git repository `source` lives in, by default the running script),
-    data version, device and library versions."""
+    """Code version of the git repository that `source` (default: the running script) lives
+    in, the data version its `data.dvc` records, the device and library versions.
+
+    A script outside any repository (an installed command, `python -m pytest`, a notebook) is
+    represented by the working directory's repository. Outside any (or without git) the commit
+    is "none" and the dirty flag None; the data version then comes from `./data.dvc`.
+    """
     where = (source or script_path()).resolve()
     folder = where if where.is_dir() else where.parent
-    commit = git("rev-parse", "HEAD", cwd=folder)
-    status = git("status", "--porcelain", "--untracked-files=no", cwd=folder)
+    top = git("rev-parse", "--show-toplevel", cwd=folder)
+    if top is None and source is None:
+        folder = Path.cwd()
+        top = git("rev-parse", "--show-toplevel", cwd=folder)
+    commit = git("rev-parse", "HEAD", cwd=folder) if top else None
+    status = git("status", "--porcelain", "--untracked-files=no", cwd=folder) if top else None
     return {
-        "git_commit": commit or "unknown",
+        "git_repository": Path(top).name if top else None,  # the folder's name: no local path
+        "git_commit": commit or "none",
         "git_dirty": bool(status) if status is not None else None,
-        "data_version": data_version(dvc_file),
+        "data_version": data_version(dvc_file or (Path(top) if top else Path()) / DATA_DVC),
         "device": device,
         "cuda_device": torch.cuda.get_device_name() if device.startswith("cuda") else None,
         "python": platform.python_version(),

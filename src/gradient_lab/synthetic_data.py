@@ -17,6 +17,7 @@ import numpy as np
 import numpy.typing as npt
 from matplotlib.figure import Figure  # a Figure needs no pyplot and no GUI backend
 
+from gradient_lab.files import atomic_write
 from gradient_lab.layout import DATA_DIR
 
 DATA_FILE = "synthetic.npz"
@@ -62,7 +63,7 @@ def save_sample_image(
     ax.set_xticks([])
     ax.set_yticks([])
     fig.tight_layout()
-    fig.savefig(path)
+    fig.savefig(path, format="png")
     return path
 
 
@@ -76,14 +77,22 @@ def generate(
     """Write the data set and its sample picture into `out_dir`; return the set."""
     out_dir.mkdir(parents=True, exist_ok=True)
     features, labels = make_spirals(n_samples, n_classes, noise, seed)
-    path = out_dir / DATA_FILE
-    # Written to a temporary name first so an interrupted run never leaves a half-written set.
-    partial = out_dir / f".{DATA_FILE}.partial"
-    with partial.open("wb") as handle:
-        np.savez(handle, features=features, labels=labels)
-    partial.replace(path)
-    save_sample_image(features, labels, out_dir / SAMPLE_IMAGE)
+    # Written to temporary names first: an interrupted run never leaves a half-written set, and
+    # processes generating at once (the ranks of a distributed job) never collide.
+    path = atomic_write(
+        out_dir / DATA_FILE, lambda partial: _save_arrays(partial, features, labels)
+    )
+    atomic_write(
+        out_dir / SAMPLE_IMAGE, lambda partial: save_sample_image(features, labels, partial)
+    )
     return DataSet(features, labels, path)
+
+
+def _save_arrays(
+    path: Path, features: npt.NDArray[np.float32], labels: npt.NDArray[np.int64]
+) -> None:
+    with path.open("wb") as handle:
+        np.savez(handle, features=features, labels=labels)
 
 
 def load(data_dir: Path = DATA_DIR) -> DataSet:

@@ -23,7 +23,12 @@ here rather than by `wandb.watch`: its hooks run in every backward pass and send
 per parameter, which cost the demo more than all the rest together.)
 
 Mode: `WANDB_MODE` when set, online when `WANDB_API_KEY` is set, else offline (no account
-needed). Tests that do not test tracking pass `mode="disabled"`.
+needed). Tests that do not test tracking pass `mode="disabled"`. Online, a missing key or a
+server that does not answer within `INIT_TIMEOUT` seconds (`WANDB_INIT_TIMEOUT` overrides) is a
+`TrackingError` of one sentence, before training starts.
+
+Distributed (torchrun): one run per job. Rank 0 logs and saves; `track()` gives every other
+rank an `IdleTracker`, whose calls do nothing. World size and backend go into the config.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ import io
 import os
 import queue
 import re
+import shutil
 import sys
 import tempfile
 import threading
@@ -39,7 +45,7 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, cast
 
 import torch
 import wandb
@@ -47,17 +53,26 @@ from PIL import Image
 from torch import nn
 from tqdm import tqdm
 
+from gradient_lab import distributed
 from gradient_lab.errors import TrackingError
-from gradient_lab.files import atomic_save
+from gradient_lab.files import atomic_save, link_or_copy
 from gradient_lab.gradients import LayerGradNorms, gradient_health
 from gradient_lab.layout import DEFAULT_RUN_DIR, MODELS_DIR
 from gradient_lab.provenance import provenance
+from gradient_lab.values import config_dict, scalars
 
 PROJECT = "gradient-lab"
 MODES = ("online", "offline", "disabled")
 DEFAULT_LOG_EVERY = 10
 # Histograms cost far more than norms: every 100 steps keeps them near free.
 DEFAULT_WATCH_EVERY = 100
+# Seconds an online run may take to start: W&B's own default (90) is a long wait for a typo in
+# WANDB_BASE_URL or a network that is down.
+INIT_TIMEOUT = 15
+OFFLINE_HINT = (
+    "or train offline with WANDB_MODE=offline and upload the run later with "
+    "`wandb sync <run folder>`"
+)
 
 
 def resolve_mode(mode: str | None = None, environ: Mapping[str, str] = os.environ) -> str:
@@ -125,6 +140,8 @@ class BackgroundCalls:
 class Tracker:
     """One tracked run. Made by `track()`; its methods are all a training loop needs."""
 
+    logs = True  # False in an IdleTracker (the ranks of a distributed job other than 0)
+
     def __init__(
         self,
         run: Any,
@@ -145,6 +162,7 @@ class Tracker:
         self.norms = LayerGradNorms(model)
         self._background = BackgroundCalls() if background else None
         self._values: dict[str, list[torch.Tensor]] = {}
+        self._numbers: dict[str, float] = {}
         self._count = 0
         self.last_norms: dict[str, float] = {}
         self.last_ratio: float | None = None
@@ -161,40 +179,57 @@ class Tracker:
     def run_id(self) -> str:
         return str(self.run.id)
 
-    def step(self, step: int, **metrics: torch.Tensor | float) -> None:
-        """Record one optimisation step; call after backward() while the gradients exist.
+    def step(self, step: int, **metrics: Any) -> None:
+        """Record one optimisation step; call after backward() while the gradients exist
+        (with gradient accumulation: once per optimizer step; with a GradScaler: after
+        `scaler.unscale_(optimizer)`).
 
-        Tensor metrics are averaged over the logging interval on their device; plain numbers
-        (a learning rate) are logged as they are at the logging step.
+        Values: numbers, one-element tensors (averaged over the logging interval on their
+        device), numpy scalars, or sequences of them, logged as `key/group0`, `key/group1`...
+        Plain numbers (a learning rate) are logged as they are at the logging step.
         """
         for key, value in metrics.items():
-            if not isinstance(value, int | float):
+            if isinstance(value, torch.Tensor) and value.dim() == 0:  # the common case first
                 # Kept, not added up: a list append costs less than a kernel call per step.
                 self._values.setdefault(key, []).append(value.detach())
+            elif isinstance(value, float | int):
+                self._numbers[key] = float(value)
+            else:
+                for name, scalar in scalars(key, value).items():
+                    if isinstance(scalar, torch.Tensor):
+                        self._values.setdefault(name, []).append(scalar)
+                    else:
+                        self._numbers[name] = scalar
         self._count += 1
         if (step + 1) % self.log_every == 0:
-            self._log(step, metrics)
+            self._log(step)
 
-    def _log(self, step: int, metrics: Mapping[str, torch.Tensor | float]) -> None:
-        norms = self.norms.compute()
+    def _log(self, step: int) -> None:
+        layers = self.norms.compute()
         means = [torch.stack(values).float().mean() for values in self._values.values()]
         # The one device-to-host transfer of the interval.
-        parts = [torch.stack(means).to(norms.device)] if means else []
-        values: list[float] = torch.cat([*parts, norms]).tolist()
+        device = layers.norms.device
+        parts = [torch.stack(means).to(device)] if means else []
+        values: list[float] = torch.cat([*parts, layers.norms]).tolist()
         row: dict[str, Any] = dict(zip(self._values, values[: len(means)], strict=True))
-        row |= {k: float(v) for k, v in metrics.items() if isinstance(v, int | float)}
+        row |= self._numbers
         layer_norms = values[len(means) :]
-        self.last_norms = dict(zip(self.norms.names, layer_norms, strict=True))
+        # Only layers that have a gradient now: a frozen or unused layer is left out, not 0.
+        self.last_norms = dict(zip(layers.names, layer_norms, strict=True))
         row |= {f"grad_norm/{name}": norm for name, norm in self.last_norms.items()}
-        ratio = layer_norms[0] / layer_norms[-1] if layer_norms[-1] > 0 else float("inf")
-        row["grad_norm/first_to_last"] = ratio
+        ratio = None
+        if layer_norms:
+            ratio = layer_norms[0] / layer_norms[-1] if layer_norms[-1] > 0 else float("inf")
+            row["grad_norm/first_to_last"] = ratio
         # When this logging interval crossed a multiple of watch_every, so any log_every works.
         if (step + 1) // self.watch_every > (step + 1 - self._count) // self.watch_every:
             row |= self.norms.histograms()
         self._call(self.run.log, row, step=step)
         self._values.clear()
+        self._numbers = {}
         self._count = 0
-        self._check(step, ratio)
+        if ratio is not None:
+            self._check(step, ratio, layers.names[0], layers.names[-1])
 
     def _call(self, method: Callable[..., object], *args: Any, **kwargs: Any) -> None:
         """A W&B call: queued when the tracker has a background thread, else made now."""
@@ -209,7 +244,7 @@ class Tracker:
             self._background.close()
             self._background = None
 
-    def _check(self, step: int, ratio: float) -> None:
+    def _check(self, step: int, ratio: float, first: str, last: str) -> None:
         # The summary is written when a flag flips and at the end: each write is a message.
         self.last_ratio = ratio
         health = gradient_health(ratio)
@@ -217,7 +252,6 @@ class Tracker:
             return
         self.flags.add(health)
         self._call(self.run.summary.update, {f"gradients/{health}": True})
-        first, last = self.norms.names[0], self.norms.names[-1]
         message = (
             f"{health} gradients at step {step}: layer {first} gets {ratio:.1e} times the "
             f"gradient norm of layer {last}."
@@ -241,24 +275,109 @@ class Tracker:
         self._call(self.run.summary.update, values)
 
     def save_weights(self, model: nn.Module, name: str | None = None) -> Path:
-        """Save the weights to models/<name>.pt and log them as a W&B model artifact."""
+        """Save the weights to models/<name>.pt and log them as a W&B model artifact.
+
+        The state dict carries the model's own names (no `module.` or `_orig_mod.`), so it
+        loads into the unwrapped model. The artifact's file is kept in the run folder, so the
+        folder alone is what `wandb sync` needs.
+        """
         name = name or str(self.run.name)
         path = self.models_dir / f"{name}.pt"
-        atomic_save(model.state_dict(), path)
+        atomic_save(distributed.state_dict(model), path)
+        if self.mode == "disabled":
+            return path
+        staged = link_or_copy(path, self.run_dir.resolve() / "artifacts" / path.name)
         artifact = wandb.Artifact(
             re.sub(r"[^\w.-]", "-", f"{name}-weights"), type="model",
             metadata={"file": path.name, "torch": torch.__version__},
         )  # fmt: skip
-        artifact.add_file(str(path))
+        # immutable: W&B uploads the file where it is instead of copying it to its data folder.
+        artifact.add_file(str(staged), name=path.name, policy="immutable")
         self._call(self.run.log_artifact, artifact)
         self._call(self.run.summary.update, {"weights": str(path)})
         return path
 
 
+class IdleTracker(Tracker):
+    """What the ranks of a distributed job other than 0 get: every call does nothing.
+
+    `save_weights` still reads the model's state dict (for FSDP that is a collective every
+    rank must join) and returns the path rank 0 writes.
+    """
+
+    logs = False
+
+    def __init__(self, rank: int, models_dir: Path) -> None:  # no run, no norms
+        self.rank = rank
+        self.mode = "disabled"
+        self.models_dir = models_dir
+        self.last_norms = {}
+        self.last_ratio = None
+        self.flags = set()
+        self.exit_code = None
+
+    @property
+    def run_dir(self) -> Path:
+        raise TrackingError(f"Rank {self.rank} keeps no W&B run: rank 0 logs the job's run.")
+
+    @property
+    def run_id(self) -> str:
+        raise TrackingError(f"Rank {self.rank} keeps no W&B run: rank 0 logs the job's run.")
+
+    def step(self, step: int, **metrics: Any) -> None:
+        pass
+
+    def log_image(self, key: str, image: Path | Any, caption: str | None = None) -> None:
+        pass
+
+    def summary(self, **values: Any) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+    def save_weights(self, model: nn.Module, name: str | None = None) -> Path:
+        distributed.state_dict(model)
+        return self.models_dir / f"{name or 'weights'}.pt"
+
+
+def wandb_cli() -> str:
+    """How to call the `wandb` command that belongs to this Python: the script beside the
+    interpreter (relative to the working directory when under it), else `wandb` on PATH."""
+    found = shutil.which("wandb", path=str(Path(sys.executable).parent))
+    if not found:
+        return "wandb"
+    path = Path(found)
+    with suppress(ValueError):
+        path = path.relative_to(Path.cwd())
+    return str(path) if path.is_absolute() or path.parent != Path() else f"./{path}"
+
+
+def _start_run(mode: Literal["online", "offline", "disabled"], **init: Any) -> Any:
+    """wandb.init, with online failures turned into one sentence each, within INIT_TIMEOUT."""
+    if mode == "online" and not wandb.login(prompt=False, verify=False):
+        raise TrackingError(
+            "W&B is set to log online but finds no API key: run `wandb login` or set "
+            f"WANDB_API_KEY, {OFFLINE_HINT}."
+        )
+    timeout = float(os.environ.get("WANDB_INIT_TIMEOUT") or INIT_TIMEOUT)
+    try:
+        return wandb.init(mode=mode, settings=wandb.Settings(init_timeout=timeout), **init)
+    except wandb.errors.CommError as error:
+        server = os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai")
+        raise TrackingError(
+            f"W&B's server {server} did not answer within {timeout:.0f} s: check the network "
+            f"and WANDB_BASE_URL (WANDB_INIT_TIMEOUT waits longer), {OFFLINE_HINT}."
+        ) from error
+    except wandb.errors.Error as error:
+        reason = str(error).strip().splitlines()[0].rstrip(".") if str(error).strip() else ""
+        raise TrackingError(f"W&B could not start the run ({reason}): {OFFLINE_HINT}.") from error
+
+
 @contextmanager
 def track(
     experiment: str,
-    config: Mapping[str, Any],
+    config: Mapping[str, Any] | Any,
     model: nn.Module,
     *,
     device: str = "cpu",
@@ -273,24 +392,33 @@ def track(
 ) -> Iterator[Tracker]:
     """Open a W&B run around a training loop; close it cleanly however the loop ends.
 
+    `config`: a Mapping, an argparse.Namespace or a dataclass instance. `model` may be
+    wrapped (DDP, torch.compile): keys and weights use the names of the model inside.
     An exception (or KeyboardInterrupt) marks the run failed with exit code 1; a loop that
     stops itself early (a signal) sets `tracker.exit_code` before leaving the block.
+    Under torchrun, ranks other than 0 get an `IdleTracker` and open no run.
     """
     if not experiment.strip():
         raise TrackingError("The experiment name is empty: give the run a name.")
     if log_every < 1 or watch_every < 1:
         raise TrackingError("Logging intervals must be at least one step.")
+    settings = config_dict(config)
     chosen_mode = resolve_mode(mode)
+    rank = distributed.rank()
+    if rank != 0:
+        yield IdleTracker(rank, models_dir)
+        return
     folder = resolve_run_dir(run_dir)
     os.environ.setdefault("WANDB_SILENT", "true")
-    run = wandb.init(
+    jobs = {"world_size": distributed.world_size(), "backend": distributed.backend()}
+    run = _start_run(
+        cast(Literal["online", "offline", "disabled"], chosen_mode),
         project=os.environ.get("WANDB_PROJECT", PROJECT),
         job_type=experiment,
         name=name or experiment,
         group=group,
         dir=folder,
-        mode=chosen_mode,  # type: ignore[arg-type]
-        config={**config, "provenance": provenance(device)},
+        config={**settings, "distributed": jobs, "provenance": provenance(device)},
         id=resume_id,
         resume="allow" if resume_id else None,
     )

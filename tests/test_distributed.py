@@ -1,0 +1,147 @@
+"""Distributed training with torch's own launcher: one W&B run per job, the model's own names."""
+
+from __future__ import annotations
+
+import os
+import re
+import select
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from experiments import demo_vanishing_gradients as demo
+from gradient_lab import distributed, synthetic_data, tracking
+from gradient_lab.gradients import LayerGradNorms
+from tests.conftest import ROOT
+from tests.wandb_runs import history, inspect, run_dirs
+
+
+@pytest.fixture
+def process_group(tmp_path: Path) -> Iterator[None]:
+    """A real gloo process group of one process (what torchrun sets up, at world size 1)."""
+    store = dist.FileStore(str(tmp_path / "store"), 1)
+    dist.init_process_group("gloo", store=store, rank=0, world_size=1)
+    yield
+    dist.destroy_process_group()
+
+
+def small() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4), nn.Linear(4, 2))
+
+
+def test_ddp_and_compile_wrappers_are_seen_through(process_group: None) -> None:
+    model = small()
+    wrapped = torch.compile(nn.parallel.DistributedDataParallel(model))
+    assert all(k.startswith("_orig_mod.module.") for k in wrapped.state_dict())
+    assert distributed.unwrap(wrapped) is model
+    assert distributed.state_dict(wrapped).keys() == model.state_dict().keys()
+    assert LayerGradNorms(wrapped).names == ["0", "1", "2"]
+    assert (
+        distributed.clean_name("a._fsdp_wrapped_module.b._checkpoint_wrapped_module.c") == "a.b.c"
+    )
+    assert (distributed.world_size(), distributed.backend(), distributed.rank()) == (1, "gloo", 0)
+
+
+def test_ranks_other_than_zero_get_a_tracker_that_does_nothing(
+    wandb_offline: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("RANK", "1")  # as torchrun sets it
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    model = small()
+    with tracking.track("job", {}, model, models_dir=tmp_path / "models") as tracker:
+        assert isinstance(tracker, tracking.IdleTracker) and not tracker.logs
+        model(torch.randn(4, 3)).sum().backward()
+        tracker.step(9, loss=torch.tensor(1.0), lr=[0.1])
+        tracker.summary(x=1)
+        path = tracker.save_weights(model, "net")
+    assert path == tmp_path / "models" / "net.pt" and not path.parent.exists()
+    assert not (wandb_offline / "wandb").exists()
+    with pytest.raises(tracking.TrackingError, match="Rank 1 keeps no W&B run"):
+        _ = tracker.run_dir
+
+
+def torchrun() -> list[str]:
+    found = shutil.which("torchrun", path=str(Path(sys.executable).parent))
+    assert found, "torchrun is not installed next to this Python"
+    return [found, "--standalone", "--nproc_per_node=2"]
+
+
+def launch_env(tmp_path: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("COVERAGE", "WANDB_"))}
+    # The checkout's library first, as an editable install has it.
+    path = [str(ROOT / "src"), str(ROOT), env.get("PYTHONPATH", "")]
+    return env | {"WANDB_MODE": "offline", "WANDB_SILENT": "true",
+                  "WANDB_CONFIG_DIR": str(tmp_path / "wandb-config"),
+                  "WANDB_DATA_DIR": str(tmp_path / "wandb-data"),
+                  "PYTHONPATH": os.pathsep.join(p for p in path if p)}  # fmt: skip
+
+
+def seen_by_a_terminal(command: list[str], cwd: Path, seconds: float = 8) -> str:
+    """What a command shows in a pseudo-terminal in its first seconds (a TUI needs one)."""
+    import pty  # POSIX only
+
+    pid, fd = pty.fork()
+    if pid == 0:  # pragma: no cover - the child
+        os.chdir(cwd)
+        os.execv(command[0], command)
+    out, end = b"", time.monotonic() + seconds
+    while time.monotonic() < end:
+        if select.select([fd], [], [], 0.2)[0]:
+            try:
+                out += os.read(fd, 65536)
+            except OSError:
+                break
+    os.kill(pid, signal.SIGTERM)
+    os.waitpid(pid, 0)
+    return re.sub(r"\x1b\[[0-9;?>]*[a-zA-Z]", "", out.decode(errors="replace"))
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1200)  # ten processes start one after another
+@pytest.mark.skipif(sys.platform == "win32", reason="torchrun's store needs libuv, absent there")
+def test_torchrun_launches_of_the_demo_make_one_run_each_with_the_models_names(
+    tmp_path: Path,
+) -> None:
+    synthetic_data.generate(tmp_path / "data", n_samples=256)
+    options = ["--activation", "relu", "--depth", "3", "--width", "8", "--epochs", "2",
+               "--batch-size", "16", "--log-every", "2", "--watch-every", "4", "--no-progress",
+               "--data-dir", str(tmp_path / "data"), "--models-dir", str(tmp_path / "models"),
+               "--run-dir", str(tmp_path)]  # fmt: skip
+    known: set[Path] = set()
+    for launch in range(5):
+        result = subprocess.run(
+            [*torchrun(), "-m", "experiments.demo_vanishing_gradients", *options],
+            cwd=ROOT, env=launch_env(tmp_path), capture_output=True, text=True, timeout=600,
+        )  # fmt: skip
+        assert result.returncode == 0, f"launch {launch}: {result.stderr[-3000:]}"
+        new = set(run_dirs(tmp_path)) - known
+        assert len(new) == 1, f"launch {launch} made {len(new)} runs"
+        known |= new
+        (run_dir,) = new
+        assert result.stdout.count("Training vanishing-gradients-relu") == 1  # rank 0 speaks
+        run = inspect(run_dir)
+        assert run["config"]["distributed"] == {"world_size": 2, "backend": "gloo"}
+        rows = [row for row in history(run_dir) if "loss" in row]
+        # 128 samples per rank, 8 steps per epoch, 2 epochs; a single process would take 32 steps
+        assert [row["_step"] for row in rows] == list(range(1, 16, 2))
+        keys = {k for row in rows for k in row} | set(run["summary"])
+        assert "grad_norm/layers.fc01" in keys and not [k for k in keys if "module." in k]
+        weights = torch.load(tmp_path / "models" / "vanishing-gradients-relu.pt", weights_only=True)
+        demo.build_model(2, 3, 3, 8, "relu", init="auto", residual=False).load_state_dict(weights)
+        assert not list((tmp_path / "models").glob(".*partial"))
+    hint = next(line for line in result.stdout.splitlines() if line.startswith("Look at a run: "))
+    command = hint.removeprefix("Look at a run: ").split()
+    assert command[1:] == ["leet", str(run_dir)]
+    if sys.platform != "win32":  # the viewer needs a terminal; Linux and macOS can fake one
+        shown = seen_by_a_terminal([str((ROOT / command[0]).resolve()), *command[1:]], ROOT)
+        assert f"ID: {run_dir.name.rsplit('-', 1)[1]}" in shown, shown[-2000:]
