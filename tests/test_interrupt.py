@@ -42,6 +42,7 @@ with exit_on_signals():
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("name", "code"), [("SIGINT", 130), ("SIGTERM", 143)])
 def test_before_training_a_signal_ends_the_process_with_one_line(name: str, code: int) -> None:
     if not hasattr(signal, name):
@@ -66,6 +67,7 @@ print("not reached")
 """
 
 
+@pytest.mark.slow
 def test_a_second_ctrl_c_aborts_at_once() -> None:
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
     result = subprocess.run([sys.executable, "-c", SECOND_CTRL_C], env=env,
@@ -76,6 +78,7 @@ def test_a_second_ctrl_c_aborts_at_once() -> None:
     assert result.stderr.strip() == said
 
 
+@pytest.mark.slow
 @posix_only
 def test_importing_the_module_loads_neither_torch_nor_wandb() -> None:
     code = "import sys, gradient_lab.interrupt; print({'torch', 'wandb'} & set(sys.modules))"
