@@ -302,3 +302,26 @@ def test_a_bad_option_fails_before_the_data_check(project: Path, tmp_path: Path)
     assert code == 2, output
     assert "--epochs must be at least 1, got 0" in output
     assert "sessions.data" not in output and "Traceback" not in output
+
+
+def test_ctrl_c_stops_every_rank_of_a_two_process_job_after_one_step(
+    project: Path, tmp_path: Path
+) -> None:
+    """`--nproc 2`: torchrun passes Ctrl-C to its ranks; they agree on the step to stop after,
+    rank 0 writes the one checkpoint and closes the job's one run."""
+    from gradient_lab.interrupt import AGREE_EVERY
+
+    runs = tmp_path / "runs"
+    job = nox_train(project, runs, "--nproc", "2", *TRAIN, "--name", "two-ranks")
+    wait_until_training(job, runs)
+    job.signal_group(signal.SIGINT)
+    code, output = job.finish()
+    assert code == 130, output
+    (line,) = [line for line in output.splitlines() if line.startswith("Stopped by")]
+    assert "Resume: nox --no-venv -s train-tracked -- --nproc 2 " in line
+    step = torch.load(project / "models" / "two-ranks.ckpt", weights_only=True)["step"]
+    assert step > 0 and step % AGREE_EVERY == 0
+    (run_dir,) = run_dirs(runs)
+    assert (inspect(run_dir)["exit_code"], inspect(run_dir)["summary"]["stopped_at_step"]) == (
+        130, step,
+    )  # fmt: skip
