@@ -347,6 +347,19 @@ def test_a_namespace_config_reaches_the_run(wandb_offline: Path, tmp_path: Path)
 
 
 @pytest.mark.slow
+def test_a_run_with_no_logging_step_claims_no_health(wandb_offline: Path, tmp_path: Path) -> None:
+    model = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Linear(2, 1))
+    with tracking.track("short", {}, model, models_dir=tmp_path, log_every=10) as tracker:
+        for step in range(3):  # fewer steps than log_every: no gradient check ever ran
+            model(torch.ones(1, 2)).sum().backward()
+            tracker.step(step, loss=torch.tensor(1.0))
+    (run_dir,) = run_dirs(wandb_offline)
+    summary = inspect(run_dir)["summary"]
+    assert summary["gradients/health"] == "unchecked"
+    assert "gradients/first_to_last" not in summary
+
+
+@pytest.mark.slow
 def test_weights_are_saved_under_the_models_own_names_and_staged_in_the_run_folder(
     wandb_offline: Path, tmp_path: Path
 ) -> None:
