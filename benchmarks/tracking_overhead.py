@@ -28,6 +28,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from experiments import demo_vanishing_gradients as demo
+from experiments.demo_vanishing_gradients_options import ACTIVATIONS
 from gradient_lab import Tracker, synthetic_data, track
 from gradient_lab.interrupt import StopRequest
 
@@ -62,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=defaults.epochs)
     parser.add_argument("--repeats", type=int, default=7, help="timed pairs after the warm-up")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="cpu")
-    parser.add_argument("--activation", choices=demo.ACTIVATIONS, default=defaults.activations[0])
+    parser.add_argument("--activation", choices=ACTIVATIONS, default=defaults.activations[0])
     args = parser.parse_args(argv)
     if args.repeats < 1 or args.epochs < 1:
         parser.error("--repeats and --epochs must be at least 1")

@@ -19,11 +19,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, redirect_stdout
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from itertools import pairwise
 from pathlib import Path
 from typing import Any
@@ -33,38 +34,27 @@ from matplotlib.figure import Figure
 from torch import nn
 from tqdm import tqdm
 
+from experiments.demo_vanishing_gradients_options import (
+    EXPERIMENT,
+    RESUME_COMMAND_ENV,
+    Config,
+    parse_options,
+)  # fmt: skip
 from gradient_lab import Tracker, TrackingError, atomic_save, distributed, synthetic_data, track
 from gradient_lab.gradients import LayerGradNorms
-from gradient_lab.interrupt import StopRequest, stop_on_signals
+from gradient_lab.interrupt import (
+    StopRequest,
+    exit_now,
+    exit_on_signals,
+    should_stop,
+    stop_on_signals,
+)  # fmt: skip
 from gradient_lab.layout import DATA_DIR, MODELS_DIR
 from gradient_lab.synthetic_data import DataSet
 from gradient_lab.tracking import wandb_cli
 
-ACTIVATIONS = ("sigmoid", "tanh", "relu")
-INITS = ("auto", "default", "xavier", "kaiming")
 # Xavier's gain per activation (torch.nn.init.calculate_gain).
 GAINS = {"sigmoid": 1.0, "tanh": 5 / 3, "relu": 2**0.5}
-EXPERIMENT = "vanishing-gradients"
-SMOKE = {"epochs": 2, "samples": 512}
-
-
-@dataclass
-class Config:
-    """Everything a run depends on; stored in the W&B config and in checkpoints."""
-
-    activations: list[str] = field(default_factory=lambda: ["sigmoid", "relu"])
-    depth: int = 12
-    width: int = 128
-    epochs: int = 20
-    batch_size: int = 128
-    lr: float = 0.05
-    momentum: float = 0.9
-    init: str = "auto"
-    residual: bool = False
-    seed: int = 0
-    samples: int = 0  # 0: the whole data set
-    log_every: int = 10
-    watch_every: int = 100
 
 
 def build_model(
@@ -245,7 +235,7 @@ def train(
     bar = tqdm(total=t.total_steps, initial=t.step, desc=t.activation, unit="step",
                disable=not progress, dynamic_ncols=True, leave=False)  # fmt: skip
     with bar:
-        while t.step < t.total_steps and not (stop and stop.requested):
+        while t.step < t.total_steps and not (stop and should_stop(stop, t.step)):
             epoch, offset = divmod(t.step, t.steps_per_epoch)
             index = batch_index(t, epoch, offset).to(device)
             logits = t.model(t.features[index])
@@ -261,6 +251,10 @@ def train(
             if offset + 1 == t.steps_per_epoch and progress:
                 bar.set_postfix(epoch=epoch + 1, loss=f"{loss.item():.3f}")
     seconds = time.perf_counter() - began
+    if t.step < t.total_steps:
+        # Stopped early: the summary below waits for the resumed run; the stop must be quick.
+        nan = float("nan")
+        return RunResult(t.activation, t.step - first, seconds, nan, nan, {}, interrupted=True)
     # The phenomenon in numbers: the gradient norm of every layer over the whole set.
     t.optimizer.zero_grad()
     logits = t.model(t.features)
@@ -271,8 +265,7 @@ def train(
     t.optimizer.zero_grad()
     with torch.no_grad():
         accuracy = (logits.argmax(1) == t.labels).float().mean().item()
-    return RunResult(t.activation, t.step - first, seconds, final.item(), accuracy,
-                     layer_norms, interrupted=t.step < t.total_steps)  # fmt: skip
+    return RunResult(t.activation, t.step - first, seconds, final.item(), accuracy, layer_norms)
 
 
 def norm_figure(result: RunResult) -> Any:
@@ -291,71 +284,10 @@ def norm_figure(result: RunResult) -> Any:
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    defaults = Config()
-    p = argparse.ArgumentParser(
-        prog="demo_vanishing_gradients",
-        description="Train a deep MLP per activation and measure how gradients vanish.",
-    )
-    p.add_argument(
-        "--activation",
-        nargs="+",
-        choices=ACTIVATIONS,
-        default=defaults.activations,
-        dest="activations",
-        help="one run per activation (default: sigmoid relu)",
-    )
-    p.add_argument("--depth", type=int, default=defaults.depth, help="number of Linear layers")
-    p.add_argument("--width", type=int, default=defaults.width)
-    p.add_argument("--epochs", type=int, default=defaults.epochs)
-    p.add_argument("--batch-size", type=int, default=defaults.batch_size)
-    p.add_argument("--lr", type=float, default=defaults.lr)
-    p.add_argument("--momentum", type=float, default=defaults.momentum)
-    p.add_argument(
-        "--init",
-        choices=INITS,
-        default=defaults.init,
-        help="auto: He for relu, Xavier for sigmoid/tanh",
-    )
-    p.add_argument("--residual", action="store_true", help="add skip connections")
-    p.add_argument("--seed", type=int, default=defaults.seed)
-    p.add_argument("--samples", type=int, default=defaults.samples, help="0: all")
-    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
-    p.add_argument("--threads", type=int, default=1, help="CPU threads for torch")
-    p.add_argument("--log-every", type=int, default=defaults.log_every)
-    p.add_argument("--watch-every", type=int, default=defaults.watch_every)
-    p.add_argument("--name", default=EXPERIMENT, help="experiment name (W&B group, file names)")
-    p.add_argument("--run-dir", type=Path, help="W&B run folder (default: WANDB_DIR or .)")
-    p.add_argument("--models-dir", type=Path, default=MODELS_DIR)
-    p.add_argument("--data-dir", type=Path, default=DATA_DIR)
-    p.add_argument(
-        "--wandb-mode",
-        choices=("online", "offline", "disabled"),
-        help="default: WANDB_MODE, else online with WANDB_API_KEY, else offline",
-    )
-    p.add_argument("--smoke", action="store_true",
-                   help=f"a run of a few seconds for CI ({SMOKE['epochs']} epochs, "
-                        f"{SMOKE['samples']} samples)")  # fmt: skip
-    p.add_argument(
-        "--resume",
-        action="store_true",
-        help="continue an interrupted run from its checkpoint (its settings win)",
-    )
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument("--metrics", type=Path, default=None,
-                   help="also write the final figures per activation to this JSON")  # fmt: skip
-    args = p.parse_args(argv)
-    if args.smoke:
-        args.epochs, args.samples = SMOKE["epochs"], SMOKE["samples"]
-    least_values = {"epochs": 1, "depth": 2, "width": 1, "batch_size": 1, "samples": 0,
-                    "threads": 1, "log_every": 1, "watch_every": 1}  # fmt: skip
-    for option, least in least_values.items():
-        if getattr(args, option) < least:
-            p.error(f"--{option.replace('_', '-')} must be at least {least}, "
-                    f"got {getattr(args, option)}")  # fmt: skip
-    if not args.name.strip():
-        p.error("--name must not be empty: it names the runs and the weight files")
-    if args.lr <= 0:
-        p.error(f"--lr must be positive, got {args.lr}")
+    """The options, with the library's default folders where none was given."""
+    args = parse_options(argv)
+    args.models_dir = args.models_dir or MODELS_DIR
+    args.data_dir = args.data_dir or DATA_DIR
     return args
 
 
@@ -371,24 +303,18 @@ def run_name(name: str, activation: str, residual: bool) -> str:
     return f"{name}-{activation}" + ("-residual" if residual else "")
 
 
-def run_all(args: argparse.Namespace) -> int:
+def run_all(args: argparse.Namespace, argv: Sequence[str] = ()) -> int:
     """Train every activation as its own tracked run; checkpoint and stop on a signal."""
 
     ckpt = checkpoint_path(args.models_dir, args.name)
-    saved: dict[str, Any] | None = None
-    if args.resume:
-        if not ckpt.is_file():
-            raise ValueError(f"Nothing to resume: there is no checkpoint at {ckpt}.")
-        saved = torch.load(ckpt, map_location="cpu", weights_only=True)
-        cfg = Config(**saved["config"])
-        print(f"Resuming {saved['activation']} at step {saved['step']} from {ckpt}")
-    else:
-        cfg = config_from(args)
+    saved = load_checkpoint(ckpt) if args.resume else None
+    cfg = Config(**saved["config"]) if saved else config_from(args)
     device = distributed.setup(pick_device(args.device, args.threads))
     data = synthetic_data.load(args.data_dir)
     sample_image = data.path.parent / synthetic_data.SAMPLE_IMAGE
     done: list[str] = list(saved["done"]) if saved else []
     results: list[RunResult] = []
+    # From the first run's start to the end, a signal stops training at a step boundary.
     with stop_on_signals() as stop:
         for activation in cfg.activations:
             if activation in done:
@@ -407,35 +333,87 @@ def run_all(args: argparse.Namespace) -> int:
                     tracker.log_image("data/sample", sample_image, caption="training data")
                 progress = not args.no_progress and distributed.is_main()
                 result = train(trainer, tracker, stop, progress=progress)
-                tracker.log_image("grad_norm_per_layer", norm_figure(result))
-                tracker.summary(
-                    final_loss=result.loss, final_accuracy=result.accuracy,
-                    final_first_to_last=result.ratio,
-                    **{f"final_grad_norm/{k}": v for k, v in result.layer_norms.items()},
-                )  # fmt: skip
                 if result.interrupted:
-                    atomic_save({"config": asdict(cfg), "done": done, "activation": activation,
-                                 "run_id": tracker.run_id, **trainer.state()}, ckpt)  # fmt: skip
-                    tracker.exit_code = stop.exit_code
+                    save_checkpoint(ckpt, cfg, done, trainer, tracker, stop=stop)
                 else:
-                    weights = tracker.save_weights(trainer.model, name)
+                    weights = finish_run(tracker, trainer, result, name)
+            if result.interrupted:
+                print(stopped_line(stop, trainer, name, ckpt, tracker, argv=argv), flush=True)
+                return stop.exit_code
             if tracker.logs:
                 print(f"W&B run ({tracker.mode}): {tracker.run_dir}")
-            if result.interrupted:
-                print(f"Interrupted at step {trainer.step}: checkpoint saved to {ckpt}; "
-                      "run again with --resume to continue.")  # fmt: skip
-                return stop.exit_code
             print(f"Weights: {weights}")
             done.append(activation)
             results.append(result)
-    ckpt.unlink(missing_ok=True)
-    print_table(results)
-    if args.metrics:
-        write_metrics(results, args.metrics)
-    if tracker.logs and tracker.mode == "offline":
-        print(f"Look at a run: {wandb_cli()} leet {tracker.run_dir}")
-        print(f"Upload it later: {wandb_cli()} sync {tracker.run_dir}")
+        # Still inside: a signal now stops nothing, training is over.
+        ckpt.unlink(missing_ok=True)
+        print_table(results)
+        if args.metrics:
+            write_metrics(results, args.metrics)
+        if tracker.logs and tracker.mode == "offline":
+            print(f"Look at a run: {wandb_cli()} leet {tracker.run_dir}")
+            print(f"Upload it later: {wandb_cli()} sync {tracker.run_dir}")
     return 0
+
+
+def finish_run(tracker: Tracker, trainer: Trainer, result: RunResult, name: str) -> Path:
+    """A run that trained to its last step: the per-layer picture, the summary, the weights."""
+    tracker.log_image("grad_norm_per_layer", norm_figure(result))
+    tracker.summary(
+        final_loss=result.loss, final_accuracy=result.accuracy, final_first_to_last=result.ratio,
+        **{f"final_grad_norm/{k}": v for k, v in result.layer_norms.items()},
+    )  # fmt: skip
+    return tracker.save_weights(trainer.model, name)
+
+
+# --- Stopping and resuming ------------------------------------------------------------------
+# A stop must be over within a couple of seconds (nox, Docker and CI kill soon after they
+# signal): the checkpoint first, then the run closes with the signal's exit code; the pictures
+# and final figures wait for the resumed run. Under torchrun `should_stop` makes every rank stop
+# after the same step, and rank 0 alone writes the checkpoint and speaks.
+
+SCRIPT = "demo_vanishing_gradients"
+
+
+def load_checkpoint(ckpt: Path) -> dict[str, Any]:
+    if not ckpt.is_file():
+        raise ValueError(f"Nothing to resume: there is no checkpoint at {ckpt}.")
+    saved: dict[str, Any] = torch.load(ckpt, map_location="cpu", weights_only=True)
+    print(f"Resuming {saved['activation']} at step {saved['step']} from {ckpt}")
+    return saved
+
+
+def save_checkpoint(
+    ckpt: Path, cfg: Config, done: list[str], trainer: Trainer, tracker: Tracker, *,
+    stop: StopRequest,
+) -> None:  # fmt: skip
+    """Everything `--resume` needs, written whole or not at all; the run learns why it ended."""
+    if distributed.is_main():
+        atomic_save({"config": asdict(cfg), "done": done, "activation": trainer.activation,
+                     "run_id": tracker.run_id, **trainer.state()}, ckpt)  # fmt: skip
+    tracker.summary(stopped_by=stop.reason, stopped_at_step=trainer.step, checkpoint=str(ckpt))
+    tracker.exit_code = stop.exit_code
+
+
+def resume_command(argv: Sequence[str]) -> str:
+    """The exact command that continues this run from its checkpoint."""
+    given = os.environ.get(RESUME_COMMAND_ENV)
+    if given:
+        return given
+    options = [arg for arg in argv if arg != "--resume"]
+    return shlex.join(["python", "-m", f"experiments.{SCRIPT}", *options, "--resume"])
+
+
+def stopped_line(
+    stop: StopRequest, trainer: Trainer, name: str, ckpt: Path, tracker: Tracker, *,
+    argv: Sequence[str],
+) -> str:  # fmt: skip
+    """What a stop saved and how to go on, in one line."""
+    closed = f", W&B run closed ({tracker.mode}: {tracker.run_dir})" if tracker.logs else ""
+    return (
+        f"Stopped by {stop.reason} at step {trainer.step} of {trainer.total_steps} ({name}): "
+        f"checkpoint saved to {ckpt}{closed}. Resume: {resume_command(argv)}"
+    )
 
 
 def print_table(results: list[RunResult]) -> None:
@@ -458,11 +436,12 @@ def write_metrics(results: list[RunResult], path: Path) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = parse_args(argv)
-
     try:
-        with main_process_speaks():
-            return run_all(args)
+        # Until training starts a signal ends the program at once: nothing to save yet.
+        with exit_on_signals(), main_process_speaks():
+            return run_all(args, argv)
     except (ValueError, TrackingError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -481,4 +460,7 @@ def main_process_speaks() -> Iterator[None]:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    code = main()
+    if code > 128:
+        exit_now(code)  # stopped by a signal: everything is saved; skip Python's slow teardown
+    sys.exit(code)

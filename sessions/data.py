@@ -228,4 +228,9 @@ def ensure_training_data(root: Path = ROOT, *, allow_modified: bool = False) -> 
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        # Ctrl-C (e.g. during `train-tracked`'s data check): one line, not a traceback.
+        print("Stopped by Ctrl-C (SIGINT); run the same command again to finish.", file=sys.stderr)
+        sys.exit(130)

@@ -7,6 +7,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from tests.conftest import ROOT
 
 LIBRARY = ROOT / "src" / "gradient_lab"
@@ -40,6 +42,7 @@ def test_the_check_sees_an_offending_import() -> None:
     assert "nox" in imported_modules("def f():\n    import nox\n")
 
 
+@pytest.mark.slow
 def test_importing_every_library_module_loads_none_of_them() -> None:
     modules = [
         f"gradient_lab.{p.stem}" for p in sorted(LIBRARY.glob("*.py")) if p.stem != "__init__"

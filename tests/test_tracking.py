@@ -330,6 +330,7 @@ def test_config_may_be_a_mapping_a_namespace_or_a_dataclass() -> None:
         config_dict(Settings)
 
 
+@pytest.mark.slow
 def test_a_namespace_config_reaches_the_run(wandb_offline: Path, tmp_path: Path) -> None:
     import argparse
 
@@ -345,6 +346,20 @@ def test_a_namespace_config_reaches_the_run(wandb_offline: Path, tmp_path: Path)
     }  # fmt: skip
 
 
+@pytest.mark.slow
+def test_a_run_with_no_logging_step_claims_no_health(wandb_offline: Path, tmp_path: Path) -> None:
+    model = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Linear(2, 1))
+    with tracking.track("short", {}, model, models_dir=tmp_path, log_every=10) as tracker:
+        for step in range(3):  # fewer steps than log_every: no gradient check ever ran
+            model(torch.ones(1, 2)).sum().backward()
+            tracker.step(step, loss=torch.tensor(1.0))
+    (run_dir,) = run_dirs(wandb_offline)
+    summary = inspect(run_dir)["summary"]
+    assert summary["gradients/health"] == "unchecked"
+    assert "gradients/first_to_last" not in summary
+
+
+@pytest.mark.slow
 def test_weights_are_saved_under_the_models_own_names_and_staged_in_the_run_folder(
     wandb_offline: Path, tmp_path: Path
 ) -> None:
@@ -378,6 +393,7 @@ def test_the_wandb_command_hint_names_the_cli_beside_this_python() -> None:
     assert hint.name.startswith("wandb") and (hint.is_file() or hint.resolve().is_file())
 
 
+@pytest.mark.slow
 def test_provenance_names_the_repository_the_script_lives_in_or_none(tmp_path: Path) -> None:
     import subprocess
 

@@ -15,21 +15,22 @@ from tests.wandb_runs import inspect, run_dirs
 
 
 def test_default_is_the_demo_and_options_pass_through() -> None:
-    assert train_tracked.command([]) == ["python", "-m", "experiments.demo_vanishing_gradients"]
-    assert train_tracked.command(["tiny_regression", "--steps", "5"])[2:] == [
-        "experiments.tiny_regression", "--steps", "5",
+    demo = ["python", "-m", "experiments", "demo_vanishing_gradients"]
+    assert train_tracked.command([]) == demo
+    assert train_tracked.command(["tiny_regression", "--steps", "5"])[3:] == [
+        "tiny_regression", "--steps", "5",
     ]  # fmt: skip
-    script = train_tracked.command(["experiments/tiny_regression.py"])[2]
-    assert script == "experiments.tiny_regression"
+    script = train_tracked.command(["experiments/tiny_regression.py"])[3]
+    assert script == "tiny_regression"
 
 
 def test_nproc_launches_through_torchs_launcher() -> None:
     launcher = ["python", "-m", "torch.distributed.run", "--standalone", "--nproc_per_node"]
     assert train_tracked.command(["--nproc", "2", "--smoke"]) == [
-        *launcher, "2", "-m", "experiments.demo_vanishing_gradients", "--smoke",
+        *launcher, "2", "-m", "experiments", "demo_vanishing_gradients", "--smoke",
     ]  # fmt: skip
     assert train_tracked.command(["--nproc=4", "tiny_regression", "--steps", "5"]) == [
-        *launcher, "4", "-m", "experiments.tiny_regression", "--steps", "5",
+        *launcher, "4", "-m", "experiments", "tiny_regression", "--steps", "5",
     ]  # fmt: skip
     for bad in (["--nproc"], ["--nproc", "0"], ["--nproc", "two"], ["--nproc=-1"]):
         with pytest.raises(ValueError, match="--nproc takes a number of processes"):
@@ -53,7 +54,7 @@ def test_session_installs_the_project_and_data_group_and_ensures_data_first(tmp_
     assert not any("pytest" in arg for arg in install)
     ensure, train = session.runs
     assert ensure == ("python", "-m", "sessions.data", "ensure")  # data.dvc's data set first
-    assert train == ("python", "-m", "experiments.demo_vanishing_gradients",
+    assert train == ("python", "-m", "experiments", "demo_vanishing_gradients",
                      "--epochs", "2", "--activation", "relu")  # fmt: skip
 
 
@@ -61,7 +62,7 @@ def test_smoke_variant_adds_the_smoke_options_after_the_users(tmp_path: Path) ->
     session = RecordingSession(tmp_path, posargs=["--seed", "3"])
     train_tracked.run(session, smoke=True)  # type: ignore[arg-type]
     run = session.runs[-1]
-    assert run[3:] == ("--seed", "3", *train_tracked.SMOKE_OPTIONS)
+    assert run[4:] == ("--seed", "3", *train_tracked.SMOKE_OPTIONS)
 
 
 def test_unknown_script_is_a_clear_error(tmp_path: Path) -> None:
@@ -110,9 +111,10 @@ def test_session_with_a_bad_option_exits_non_zero(
         timeout=120,
     )  # fmt: skip
     output = result.stdout + result.stderr
-    assert result.returncode != 0
+    assert result.returncode == 2
     assert "--epochs must be at least 1, got -3" in output
     assert "Traceback" not in output
+    assert "sessions.data" not in output  # checked before the data and the imports
 
 
 @pytest.mark.slow
@@ -135,3 +137,42 @@ def test_session_trains_the_demo_in_two_processes_as_one_run(
     (run_dir,) = run_dirs(tmp_path)
     assert inspect(run_dir)["config"]["distributed"] == {"world_size": 2, "backend": "gloo"}
     assert output.count("Training vanishing-gradients-relu") == 1
+
+
+def test_resume_command_is_this_session_with_resume_added(tmp_path: Path) -> None:
+    session = RecordingSession(tmp_path, posargs=["--epochs", "3", "--name", "a b", "--resume"])
+    session.name = "train-tracked"
+    assert train_tracked.resume_command(session) == (  # type: ignore[arg-type]
+        "nox -s train-tracked -- --epochs 3 --name 'a b' --resume"
+    )
+    in_compose = {"GRADIENT_LAB_LAUNCHER": "docker compose run --rm train"}
+    assert train_tracked.resume_command(session, in_compose).startswith(  # type: ignore[arg-type]
+        "docker compose run --rm train nox -s train-tracked -- --epochs 3"
+    )
+    session.venv_backend = "none"  # the image runs `nox --no-venv`
+    assert train_tracked.resume_command(session).startswith("nox --no-venv -s train-tracked --")  # type: ignore[arg-type]
+
+
+def test_the_demo_learns_the_resume_command_from_the_session(tmp_path: Path) -> None:
+    session = RecordingSession(tmp_path, posargs=["--seed", "3"])
+    seen: dict[str, object] = {}
+    session.run = lambda *args, **kwargs: seen.update({args[2]: kwargs})  # type: ignore[method-assign]
+    train_tracked.run(session)  # type: ignore[arg-type]
+    kwargs = seen["experiments"]
+    assert isinstance(kwargs, dict)
+    assert kwargs["env"] == {"GRADIENT_LAB_RESUME_COMMAND": "nox -s fake -- --seed 3 --resume"}
+    assert kwargs["interrupt_timeout"] + kwargs["terminate_timeout"] < 10  # before Docker kills
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGTERM cannot be raised on Windows")
+def test_nox_takes_sigterm_like_ctrl_c_and_only_the_first() -> None:
+    import signal
+
+    with train_tracked.signals_stop_nox() as received:
+        with pytest.raises(KeyboardInterrupt):
+            signal.raise_signal(signal.SIGTERM)
+        signal.raise_signal(signal.SIGTERM)  # a second SIGTERM: nox keeps waiting
+        with pytest.raises(KeyboardInterrupt):
+            signal.raise_signal(signal.SIGINT)  # a second Ctrl-C: nox leaves at once
+    assert received == [signal.SIGTERM, signal.SIGTERM, signal.SIGINT]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler

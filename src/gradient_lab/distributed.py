@@ -58,7 +58,14 @@ def setup(device: torch.device) -> torch.device:
     if world_size() < 2 or initialized():
         return device
     if device.type == "cuda":
-        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        local_rank, visible = int(os.environ.get("LOCAL_RANK", "0")), torch.cuda.device_count()
+        if local_rank >= visible:
+            raise ValueError(
+                f"Process {local_rank} of this node needs GPU {local_rank}, but only {visible} "
+                f"GPU(s) are visible: launch at most {visible} processes per node (nccl needs "
+                "one GPU per process), or train on the CPU."
+            )
+        device = torch.device("cuda", local_rank)
         torch.cuda.set_device(device)
         dist.init_process_group("nccl", device_id=device)
     else:

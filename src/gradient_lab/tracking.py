@@ -435,7 +435,12 @@ def track(
     finally:
         with suppress(TrackingError):  # after a failure in the block, that one is reported
             tracker.close()
-        final: dict[str, Any] = {"gradients/health": ", ".join(sorted(tracker.flags)) or "healthy"}
+        # "unchecked" when no logging step came (a run shorter than log_every): never a
+        # "healthy" that no check found.
+        health = ", ".join(sorted(tracker.flags)) or (
+            "healthy" if tracker.last_ratio is not None else "unchecked"
+        )
+        final: dict[str, Any] = {"gradients/health": health}
         if tracker.last_ratio is not None:
             final["gradients/first_to_last"] = tracker.last_ratio
         run.summary.update(final)

@@ -1,0 +1,327 @@
+"""Stopping training where users stop it: signals to `nox -s train-tracked` in a project copy.
+
+Each test starts the real session in its own process group, as a terminal does, signals it
+mid-training and reads back what it left: the exit code, the checkpoint under models/, the
+offline W&B run. The resume command the stop message prints is then run as it is, and its
+weights are compared with an unbroken run's.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.conftest import ROOT
+from tests.wandb_runs import history, inspect, run_dirs
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(sys.platform == "win32", reason="process groups and SIGTERM are POSIX"),
+]
+
+# 4000 steps (4 per epoch): a few seconds, so a signal lands mid-training and a resume is quick.
+TOTAL_STEPS = 4000
+TRAIN = ["--activation", "relu", "--width", "32", "--samples", "512", "--epochs", "1000",
+         "--log-every", "5", "--no-progress"]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of the project (what git would commit, untracked files too), as its own git
+    repository, with the data set in place: the tests never touch this checkout's data/."""
+    copy = tmp_path_factory.mktemp("project")
+    listed = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=ROOT,
+                            capture_output=True, text=True, check=True).stdout  # fmt: skip
+    for name in filter(None, listed.split("\0")):
+        if (ROOT / name).is_file():
+            (copy / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, copy / name)
+    git = ["git", "-c", "user.name=test", "-c", "user.email=test@example.com"]
+    for args in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "copy"]):
+        subprocess.run([*git, *args], cwd=copy, check=True)
+    env = session_env(copy, copy / "runs")
+    subprocess.run([sys.executable, "-m", "sessions.data", "ensure"], cwd=copy, env=env,
+                   check=True, capture_output=True)  # fmt: skip
+    return copy
+
+
+def session_env(project: Path, runs: Path) -> dict[str, str]:
+    """This test venv for `nox --no-venv`, the copy's library first, W&B offline in `runs`."""
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("COVERAGE", "WANDB_", "NOX_"))}  # fmt: skip
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+    env["PYTHONPATH"] = str(project / "src")
+    env |= {"WANDB_DIR": str(runs), "WANDB_CONFIG_DIR": str(runs / "config"),
+            "WANDB_DATA_DIR": str(runs / "data"), "WANDB_CACHE_DIR": str(runs / "cache"),
+            "DVC_NO_ANALYTICS": "1", "PYTHONDONTWRITEBYTECODE": "1"}  # fmt: skip
+    return env
+
+
+@contextmanager
+def sigint_not_ignored() -> Iterator[None]:
+    """A child inherits an ignored SIGINT (this test run started in the background by a
+    non-interactive shell); a terminal's job never has it ignored."""
+    previous = signal.getsignal(signal.SIGINT)
+    if previous is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        if previous is signal.SIG_IGN:
+            signal.signal(signal.SIGINT, previous)
+
+
+class Job:
+    """A command in its own process group, as a terminal's foreground job; output collected."""
+
+    def __init__(self, args: list[str], cwd: Path, env: dict[str, str]) -> None:
+        with sigint_not_ignored():
+            self.proc = subprocess.Popen(args, cwd=cwd, env=env, stdout=subprocess.PIPE,
+                                         stderr=subprocess.STDOUT, text=True,
+                                         start_new_session=True)  # fmt: skip
+        self.lines: list[str] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.append(line)
+
+    @property
+    def output(self) -> str:
+        return "".join(self.lines)
+
+    def wait_for(self, text: str, timeout: float = 180) -> None:
+        deadline = time.monotonic() + timeout
+        while text not in self.output:
+            assert self.proc.poll() is None, f"ended before {text!r}:\n{self.output}"
+            assert time.monotonic() < deadline, f"no {text!r} in time:\n{self.output}"
+            time.sleep(0.05)
+
+    def signal_group(self, signum: int) -> None:
+        os.killpg(self.proc.pid, signum)
+
+    def finish(self, timeout: float = 60) -> tuple[int, str]:
+        try:
+            code = self.proc.wait(timeout=timeout)
+        finally:
+            if self.proc.poll() is None:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+        self._reader.join(timeout=10)
+        return code, self.output
+
+
+def nox_train(project: Path, runs: Path, *options: str) -> Job:
+    command = [sys.executable, "-m", "nox", "--no-venv", "-s", "train-tracked", "--", *options]
+    return Job(command, project, session_env(project, runs))
+
+
+def wait_until_training(job: Job, runs: Path) -> None:
+    """Until the run's log file holds logged steps (W&B writes it in 32 KiB blocks)."""
+    job.wait_for("Training ")
+    deadline = time.monotonic() + 180
+    while not any(f.stat().st_size >= 64 * 1024 for f in runs.glob("wandb/*/*.wandb")):
+        assert job.proc.poll() is None, job.output
+        assert time.monotonic() < deadline, f"no training steps logged:\n{job.output}"
+        time.sleep(0.05)
+
+
+def resume_command(output: str) -> list[str]:
+    """The command the stop message says resumes, as argv (nox run by this interpreter)."""
+    match = re.search(r"Resume: (.+)$", output, re.M)
+    assert match, output
+    argv = shlex.split(match.group(1))
+    assert argv[0] == "nox"
+    return [sys.executable, "-m", "nox", *argv[1:]]
+
+
+@pytest.fixture(scope="module")
+def unbroken(project: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, torch.Tensor]:
+    """The weights of the run trained start to end in one go."""
+    out = tmp_path_factory.mktemp("unbroken")
+    env = session_env(project, out / "runs")
+    subprocess.run([sys.executable, "-m", "experiments", "demo_vanishing_gradients", *TRAIN,
+                    "--wandb-mode", "disabled", "--models-dir", str(out)],
+                   cwd=project, env=env, check=True, capture_output=True)  # fmt: skip
+    weights: dict[str, torch.Tensor] = torch.load(out / "vanishing-gradients-relu.pt",
+                                                  weights_only=True)  # fmt: skip
+    return weights
+
+
+@pytest.mark.parametrize(
+    ("signum", "said"), [(signal.SIGINT, "Ctrl-C (SIGINT)"), (signal.SIGTERM, "SIGTERM")]
+)
+def test_signal_to_the_session_saves_closes_and_resumes(
+    project: Path, tmp_path: Path, signum: int, said: str, unbroken: dict[str, torch.Tensor]
+) -> None:
+    name = f"stopped-{signum}"
+    runs = tmp_path / "runs"
+    job = nox_train(project, runs, *TRAIN, "--name", name)
+    wait_until_training(job, runs)
+    job.signal_group(signum)
+    code, output = job.finish()
+
+    assert code == 128 + signum, output
+    assert "Traceback" not in output
+    (line,) = [line for line in output.splitlines() if line.startswith("Stopped by")]
+    assert line.startswith(f"Stopped by {said} at step ")
+    checkpoint = project / "models" / f"{name}.ckpt"
+    assert f"checkpoint saved to {Path('models') / f'{name}.ckpt'}" in line
+    state = torch.load(checkpoint, weights_only=True)
+    assert 0 < state["step"] < TOTAL_STEPS
+    (run_dir,) = run_dirs(runs)
+    run = inspect(run_dir)
+    assert f"W&B run closed (offline: {run_dir})" in line
+    # Closed with the signal's exit code; its last word says where training stopped.
+    assert (run["exit_code"], run["state"]) == (128 + signum, "failed")
+    assert run["summary"]["stopped_by"] == said
+    assert run["summary"]["stopped_at_step"] == state["step"]
+    assert not list((project / "models").glob(f".{name}*"))  # no partial file
+
+    # The exact command the message gives ends the same run with an unbroken run's weights.
+    resume = resume_command(line)
+    assert resume[resume.index("--") + 1 :] == [*TRAIN, "--name", name, "--resume"]
+    result = subprocess.run(resume, cwd=project, env=session_env(project, runs),
+                            capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"Resuming relu at step {state['step']}" in result.stdout
+    assert not checkpoint.exists()
+    resumed_dir = next(d for d in run_dirs(runs) if d != run_dir)
+    resumed = inspect(resumed_dir)
+    assert resumed["run_id"] == run["run_id"]  # the same W&B run goes on
+    assert (resumed["exit_code"], resumed["state"]) == (0, "finished")
+    assert min(row["_step"] for row in history(resumed_dir) if "loss" in row) >= state["step"]
+    weights = torch.load(project / "models" / f"{name}-relu.pt", weights_only=True)
+    assert weights.keys() == unbroken.keys()
+    assert all(torch.equal(weights[k], unbroken[k]) for k in unbroken)
+
+
+@pytest.mark.parametrize(
+    ("signum", "who"),
+    [
+        (signal.SIGTERM, "docker stop on an image whose PID 1 is nox"),
+        (signal.SIGINT, "a cancelled GitHub Actions job: the runner signals the step's nox"),
+    ],
+)
+def test_a_signal_to_nox_alone_reaches_the_training(
+    project: Path, tmp_path: Path, signum: int, who: str
+) -> None:
+    """Nox passes SIGTERM on to the training, which stops as it does for a signal of its own."""
+    runs = tmp_path / "runs"
+    name = f"nox-alone-{signum}"
+    job = nox_train(project, runs, *TRAIN, "--name", name)
+    wait_until_training(job, runs)
+    os.kill(job.proc.pid, signum)
+    code, output = job.finish()
+    assert code == 128 + signum, output  # what nox was sent
+    assert "Stopped by SIGTERM at step " in output  # what the training was sent
+    assert (project / "models" / f"{name}.ckpt").is_file()
+    (run_dir,) = run_dirs(runs)
+    assert inspect(run_dir)["exit_code"] == 143
+
+
+def catches_sigterm(pid: int) -> bool:
+    """Whether a process has a SIGTERM handler (Linux: the SigCgt mask in /proc)."""
+    status = Path(f"/proc/{pid}/status").read_text(encoding="utf-8")
+    mask = re.search(r"^SigCgt:\s*(\w+)", status, re.M)
+    assert mask, status
+    return bool(int(mask.group(1), 16) >> (signal.SIGTERM - 1) & 1)
+
+
+def children(pid: int) -> list[int]:
+    found: list[int] = []
+    with suppress(OSError):
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            found += map(int, (task / "children").read_text(encoding="utf-8").split())
+    return found
+
+
+def child_running(job: Job, marker: bytes) -> int:
+    """The pid of the process nox started whose command line holds `marker` (Linux /proc)."""
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        for pid in children(job.proc.pid):
+            with suppress(OSError):
+                if marker in Path(f"/proc/{pid}/cmdline").read_bytes():
+                    return pid
+        time.sleep(0.01)
+    raise AssertionError(f"nox started no {marker!r}:\n{job.output}")
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads /proc (Linux)")
+def test_ctrl_c_while_torch_imports_prints_one_line(project: Path, tmp_path: Path) -> None:
+    job = nox_train(project, tmp_path / "runs", *TRAIN, "--name", "early")
+    pid = child_running(job, b"experiments")
+    # From the moment its handler is in (Python itself starts in a tenth of a second), while
+    # torch and W&B still take seconds to import.
+    while not catches_sigterm(pid):
+        time.sleep(0.005)
+    job.signal_group(signal.SIGINT)
+    code, output = job.finish()
+    assert code == 130, output
+    assert "Traceback" not in output
+    assert "Training " not in output
+    after = output[output.index("python -m experiments demo_vanishing_gradients") :]
+    said = [line for line in after.splitlines()[1:] if not line.startswith("nox >")]
+    assert said == ["Stopped by Ctrl-C (SIGINT) before training started; nothing was saved."]
+    assert not (project / "models" / "early.ckpt").exists()
+    assert not run_dirs(tmp_path / "runs")
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads /proc (Linux)")
+def test_ctrl_c_during_the_data_check_prints_one_line(project: Path, tmp_path: Path) -> None:
+    job = nox_train(project, tmp_path / "runs", *TRAIN, "--name", "data-check")
+    check = child_running(job, b"sessions.data")
+    while not children(check):  # asking DVC: the check is under way
+        time.sleep(0.005)
+    job.signal_group(signal.SIGINT)
+    code, output = job.finish()
+    assert code == 130, output
+    assert "Traceback" not in output and "Training " not in output
+    said = [line for line in output.splitlines() if not line.startswith("nox >")]
+    assert said == ["Stopped by Ctrl-C (SIGINT); run the same command again to finish."]
+
+
+def test_a_bad_option_fails_before_the_data_check(project: Path, tmp_path: Path) -> None:
+    job = nox_train(project, tmp_path / "runs", "--epochs", "0")
+    code, output = job.finish()
+    assert code == 2, output
+    assert "--epochs must be at least 1, got 0" in output
+    assert "sessions.data" not in output and "Traceback" not in output
+
+
+def test_ctrl_c_stops_every_rank_of_a_two_process_job_after_one_step(
+    project: Path, tmp_path: Path
+) -> None:
+    """`--nproc 2`: torchrun passes Ctrl-C to its ranks; they agree on the step to stop after,
+    rank 0 writes the one checkpoint and closes the job's one run."""
+    from gradient_lab.interrupt import AGREE_EVERY
+
+    runs = tmp_path / "runs"
+    job = nox_train(project, runs, "--nproc", "2", *TRAIN, "--name", "two-ranks")
+    wait_until_training(job, runs)
+    job.signal_group(signal.SIGINT)
+    code, output = job.finish()
+    assert code == 130, output
+    (line,) = [line for line in output.splitlines() if line.startswith("Stopped by")]
+    assert "Resume: nox --no-venv -s train-tracked -- --nproc 2 " in line
+    step = torch.load(project / "models" / "two-ranks.ckpt", weights_only=True)["step"]
+    assert step > 0 and step % AGREE_EVERY == 0
+    (run_dir,) = run_dirs(runs)
+    assert (inspect(run_dir)["exit_code"], inspect(run_dir)["summary"]["stopped_at_step"]) == (
+        130, step,
+    )  # fmt: skip
