@@ -71,7 +71,7 @@ def test_docker_stop_saves_the_checkpoint_on_the_host_volume(
     )  # fmt: skip
     try:
         deadline = time.monotonic() + 600
-        logs = project / "wandb" / "wandb"
+        logs = project / "wandb"  # the host's wandb/ holds the runs themselves
         while not any(f.stat().st_size >= 64 * 1024 for f in logs.glob("*/*.wandb")):
             assert run.poll() is None, run.communicate()[0]
             assert time.monotonic() < deadline, "the container never started training"
@@ -92,5 +92,5 @@ def test_docker_stop_saves_the_checkpoint_on_the_host_volume(
     assert "Resume: nox --no-venv -s train-tracked -- " in output
     checkpoint = project / "models" / "vanishing-gradients.ckpt"
     assert torch.load(checkpoint, weights_only=True)["step"] > 0
-    (run_dir,) = run_dirs(project / "wandb")
+    (run_dir,) = run_dirs(project)
     assert inspect(run_dir)["exit_code"] == 143
