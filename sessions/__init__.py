@@ -2,3 +2,4 @@
 # changed
 # changed
 # changed
+# changed

@@ -110,6 +110,9 @@ def image(engine: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[st
     )  # fmt: skip
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     yield IMAGE
+    # A later module's build of this tag untags this one: leave nothing dangling behind.
+    for command in build_image.prune_commands():
+        subprocess.run(command, capture_output=True, check=False)
 
 
 def test_no_credential_in_history_config_or_any_layer(image: str) -> None:
