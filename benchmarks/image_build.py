@@ -75,7 +75,8 @@ def main() -> None:
     if problem:
         sys.exit(problem)
     with tempfile.TemporaryDirectory() as folder:
-        context = build_context(Path(folder) / "context", dotenv=False)
+        # Copies, not links: the code change below must not reach the working tree.
+        context = build_context(Path(folder) / "context", dotenv=False, link=False)
         cold = timed_build(context, args.network, no_cache=True) if args.cold else None
         timed_build(context, args.network)  # warm-up: whatever the cache lacks
         before = inspect("{{.Id}}")

@@ -1,5 +1,1 @@
 """What each nox session does. `noxfile.py` declares the sessions; these modules do the work."""
-# changed
-# changed
-# changed
-# changed
