@@ -152,8 +152,11 @@ def source_workflow_env(root: Path) -> subprocess.CompletedProcess[str]:
     )
     python_dir = root / ".test-python"
     python_dir.mkdir(exist_ok=True)
-    (python_dir / "python").unlink(missing_ok=True)
-    (python_dir / "python").symlink_to(sys.executable)
+    # A wrapper, not a symlink: through a link to a venv's python (itself a link to the base
+    # interpreter, as in the Docker image) Python may not find the venv and its pyyaml.
+    wrapper = python_dir / "python"
+    wrapper.write_text(f'#!/bin/sh\nexec "{sys.executable}" "$@"\n', encoding="utf-8")
+    wrapper.chmod(0o755)
     bare = {name: value for name, value in os.environ.items() if name not in ci.workflow_env()}
     env = {**bare, "PATH": os.pathsep.join([str(python_dir), bare.get("PATH", "")])}
     return subprocess.run(
