@@ -25,6 +25,15 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError("tests/tiers.py cannot be switched off: it checks every run.")
 
 
+@pytest.fixture(autouse=True)
+def plain_output(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests read what tools print as text. CI's FORCE_COLOR (ci.yml's env, which .ci/run
+    applies too) colours the log for people; children started by a test must print plainly, as
+    they do for a user whose output is not a terminal. (NO_COLOR is no way out: nox refuses
+    to start with both set.)"""
+    monkeypatch.delenv("FORCE_COLOR", raising=False)
+
+
 @pytest.fixture(scope="session")
 def project_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The project as a fresh clone of the working tree has it, built once per process."""

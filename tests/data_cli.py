@@ -109,5 +109,15 @@ def wait_until(condition: Callable[[], bool], timeout: float = 120) -> None:
         time.sleep(0.02)
 
 
+# A stored object in a local remote: files/md5/<2 hex>/<30 hex>[.dir]. An upload cut off midway
+# can leave a temporary file beside them, which is not an object the remote holds.
+STORED_OBJECT = re.compile(r"[0-9a-f]{30}(\.dir)?")
+
+
 def files_under(folder: Path) -> int:
-    return sum(1 for path in folder.rglob("*") if path.is_file()) if folder.is_dir() else 0
+    """The objects a local remote holds (temporary files of an interrupted upload left out)."""
+    if not folder.is_dir():
+        return 0
+    return sum(
+        1 for path in folder.rglob("*") if path.is_file() and STORED_OBJECT.fullmatch(path.name)
+    )

@@ -152,7 +152,9 @@ def test_cli_reports_a_failure_in_one_line(repo: Path) -> None:
         cwd=repo, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)},
     )  # fmt: skip
     assert listed.returncode == 0
-    assert listed.stdout.split()[:2] == ["local", str(repo.parent / "local-store")]
+    # DVC wraps a long URL at 80 columns: the name, then the URL over one or more lines.
+    name, *url = listed.stdout.split()
+    assert (name, "".join(url)) == ("local", str(repo.parent / "local-store"))
 
 
 # --- push, pull, status with the local remote ---------------------------------------------

@@ -120,7 +120,7 @@ def test_session_with_a_bad_option_exits_non_zero(
 @pytest.mark.slow
 @pytest.mark.skipif(sys.platform == "win32", reason="torchrun's store needs libuv, absent there")
 def test_session_trains_the_demo_in_two_processes_as_one_run(
-    tmp_path: Path, child_env: dict[str, str], nox_cmd: list[str]
+    tmp_path: Path, child_env: dict[str, str], nox_cmd: list[str], project_copy: Path
 ) -> None:
     env = session_env(child_env) | {"WANDB_CONFIG_DIR": str(tmp_path / "cfg"),
                                     "WANDB_DATA_DIR": str(tmp_path / "wd")}  # fmt: skip
@@ -129,7 +129,7 @@ def test_session_trains_the_demo_in_two_processes_as_one_run(
          "--no-progress", "--activation", "relu", "--depth", "3", "--width", "8",
          "--run-dir", str(tmp_path), "--models-dir", str(tmp_path / "models"),
          "--data-dir", str(tmp_path / "data")],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
+        cwd=project_copy, env=env, capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     output = result.stdout + result.stderr
     assert result.returncode == 0, output
