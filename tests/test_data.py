@@ -154,7 +154,8 @@ def test_cli_reports_a_failure_in_one_line(repo: Path) -> None:
     assert listed.returncode == 0
     # DVC wraps a long URL at 80 columns: the name, then the URL over one or more lines.
     name, *url = listed.stdout.split()
-    assert (name, "".join(url)) == ("local", str(repo.parent / "local-store"))
+    url_read = "".join(url).removesuffix("(default)")
+    assert (name, url_read) == ("local", str(repo.parent / "local-store"))
 
 
 # --- push, pull, status with the local remote ---------------------------------------------

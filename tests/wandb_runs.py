@@ -25,11 +25,19 @@ def run_dirs(root: Path) -> list[Path]:
     return sorted((root / "wandb").glob("offline-run-*"))
 
 
+def leet_inspect(*options: str, run_dir: Path) -> str:
+    """`wandb leet inspect --json`'s output. It runs beside the run: the CLI writes its own
+    debug log under `./wandb/` of its working directory, which must not be the checkout."""
+    return subprocess.run(
+        [wandb_cli(), "leet", "inspect", *options, "--json", str(run_dir)],
+        cwd=run_dir.parent, capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+
+
 @cache
 def inspect(run_dir: Path) -> dict[str, Any]:
     """Config, summary, state and exit code of a run."""
-    out = subprocess.run([wandb_cli(), "leet", "inspect", "--summary", "--json", str(run_dir)],
-                         capture_output=True, text=True, check=True).stdout  # fmt: skip
+    out = leet_inspect("--summary", run_dir=run_dir)
     result: dict[str, Any] = json.loads(out)
     return result
 
@@ -37,8 +45,7 @@ def inspect(run_dir: Path) -> dict[str, Any]:
 @cache
 def records(run_dir: Path) -> list[dict[str, Any]]:
     """Every record of a run's .wandb file."""
-    out = subprocess.run([wandb_cli(), "leet", "inspect", "--json", str(run_dir)],
-                         capture_output=True, text=True, check=True).stdout  # fmt: skip
+    out = leet_inspect(run_dir=run_dir)
     return [json.loads(line) for line in out.splitlines() if line.strip()]
 
 
