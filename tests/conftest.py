@@ -7,6 +7,7 @@ process, and the hermetic check live in tests/tiers.py, registered here.
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -32,6 +33,20 @@ def plain_output(monkeypatch: pytest.MonkeyPatch) -> None:
     they do for a user whose output is not a terminal. (NO_COLOR is no way out: nox refuses
     to start with both set.)"""
     monkeypatch.delenv("FORCE_COLOR", raising=False)
+
+
+@pytest.fixture(scope="session")
+def package_index(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Skips a test that installs packages from an index when pip here cannot fetch one at all
+    (no network to the index, or a TLS-intercepting proxy whose CA this machine's pip lacks):
+    asked for real, by downloading one small wheel the tests' installs need anyway."""
+    dest = tmp_path_factory.mktemp("index-probe")
+    probe = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary", ":all:",
+             "--dest", str(dest), "hatchling>=1.27"]  # fmt: skip
+    result = subprocess.run(probe, capture_output=True, text=True, timeout=600)
+    if result.returncode != 0:
+        lines = (result.stderr or result.stdout).strip().splitlines() or ["(no output)"]
+        pytest.skip(f"pip cannot fetch packages from its index here: {lines[-1]}")
 
 
 @pytest.fixture(scope="session")

@@ -59,7 +59,7 @@ def bin_dir(env_dir: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def workspace(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+def workspace(tmp_path_factory: pytest.TempPathFactory, package_index: None) -> dict[str, Path]:
     """A folder holding `gradient-lab` (this checkout), `my-project` (a git repository with
     the CNN script, committed) and `venv` (empty, then the README's install command)."""
     root = tmp_path_factory.mktemp("workspace")

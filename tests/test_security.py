@@ -665,7 +665,11 @@ def test_the_project_as_it_stands_passes(
 
 @pytest.mark.slow
 def test_a_vulnerable_pin_is_scanned_however_it_conflicts_with_the_scanners(
-    tmp_path: Path, database: Path, nox_cmd: list[str], child_env: dict[str, str]
+    tmp_path: Path,
+    database: Path,
+    nox_cmd: list[str],
+    child_env: dict[str, str],
+    package_index: None,
 ) -> None:
     """In a real session venv: jinja2 2.10 is older than safety itself accepts."""
     project = copy_project(tmp_path)
