@@ -9,7 +9,9 @@ them. Rendering is headless (matplotlib's Agg backend): nothing ever opens a win
 from __future__ import annotations
 
 import argparse
+import io
 import sys
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -91,8 +93,16 @@ def generate(
 def _save_arrays(
     path: Path, features: npt.NDArray[np.float32], labels: npt.NDArray[np.int64]
 ) -> None:
-    with path.open("wb") as handle:
-        np.savez(handle, features=features, labels=labels)
+    """`np.savez`'s layout, written so that the bytes depend only on the arrays: `np.savez`
+    leaves the zip headers to the running Python's zipfile, whose output changed between patch
+    releases (3.11.2 and 3.11.7 write different headers), and DVC records the bytes."""
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as archive:
+        for name, array in (("features", features), ("labels", labels)):
+            buffer = io.BytesIO()
+            np.lib.format.write_array(buffer, np.asanyarray(array), allow_pickle=False)
+            entry = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+            entry.external_attr = 0o600 << 16
+            archive.writestr(entry, buffer.getvalue())
 
 
 def load(data_dir: Path = DATA_DIR) -> DataSet:
