@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import venv
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,12 +38,14 @@ def plain_output(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture(scope="session")
 def package_index(tmp_path_factory: pytest.TempPathFactory) -> None:
-    """Skips a test that installs packages from an index when pip here cannot fetch one at all
-    (no network to the index, or a TLS-intercepting proxy whose CA this machine's pip lacks):
-    asked for real, by downloading one small wheel the tests' installs need anyway."""
-    dest = tmp_path_factory.mktemp("index-probe")
-    probe = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary", ":all:",
-             "--dest", str(dest), "hatchling>=1.27"]  # fmt: skip
+    """Skips a test that installs packages from an index when pip cannot fetch from one here
+    (no network to the index, or a TLS-intercepting proxy whose CA this machine lacks): asked
+    for real, by a fresh venv's pip (as the tests' installs use) downloading a small wheel."""
+    root = tmp_path_factory.mktemp("index-probe")
+    venv.EnvBuilder(with_pip=True).create(root / "venv")
+    python = root / "venv" / ("Scripts" if sys.platform == "win32" else "bin") / "python"
+    probe = [str(python), "-m", "pip", "download", "--no-deps", "--only-binary", ":all:",
+             "--dest", str(root / "wheels"), "hatchling>=1.27"]  # fmt: skip
     result = subprocess.run(probe, capture_output=True, text=True, timeout=600)
     if result.returncode != 0:
         lines = (result.stderr or result.stdout).strip().splitlines() or ["(no output)"]
