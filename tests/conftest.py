@@ -48,8 +48,9 @@ def package_index(tmp_path_factory: pytest.TempPathFactory) -> None:
              "--dest", str(root / "wheels"), "hatchling>=1.27"]  # fmt: skip
     result = subprocess.run(probe, capture_output=True, text=True, timeout=600)
     if result.returncode != 0:
-        lines = (result.stderr or result.stdout).strip().splitlines() or ["(no output)"]
-        pytest.skip(f"pip cannot fetch packages from its index here: {lines[-1]}")
+        lines = (result.stderr + result.stdout).strip().splitlines() or ["(no output)"]
+        why = next((line for line in lines if "Could not fetch URL" in line), lines[-1])
+        pytest.skip(f"pip cannot fetch packages from its index here: {why.strip()}")
 
 
 @pytest.fixture(scope="session")
