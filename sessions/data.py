@@ -184,9 +184,18 @@ def ensure_data(
     if workspace_state(root, target) == "current":
         # Into the cache, so that `push` can share it; the record is unchanged.
         committed = dvc("commit", "--force", f"{target}.dvc", root=root)
-        if committed.returncode != 0:
-            raise DataError(explain("ensure", committed.output))
-        notice(f"The regenerated {target}/ is the version {target}.dvc records ({recorded}).")
+        if committed.returncode == 0:
+            notice(f"The regenerated {target}/ is the version {target}.dvc records ({recorded}).")
+        else:
+            # Training needs only the data, which is right; sharing it needs the cache (a
+            # container user may not write the record or the cache: not a reason to stop).
+            errors = [line for line in committed.output.splitlines() if "ERROR" in line]
+            reason = errors[-1].split("ERROR:", 1)[-1].strip() if errors else "no output"
+            notice(
+                f"Notice: the regenerated {target}/ is the version {target}.dvc records "
+                f"({recorded}), but DVC could not add it to the cache ({reason}), so a push "
+                "from this checkout cannot share it."
+            )
     else:
         notice(
             f"Notice: the regenerated {target}/ differs from the version {target}.dvc records "

@@ -273,6 +273,20 @@ def test_no_reachable_remote_regenerates_with_a_notice(tracked: Path) -> None:
 
 
 @pytest.mark.slow
+def test_regenerated_data_train_even_when_the_cache_cannot_take_them(tracked: Path) -> None:
+    # As a container user who may not write there: the cache cannot be made, the data are right.
+    dvc(tracked, "remote", "modify", "local", "url", str(tracked.parent / "gone"))
+    remove_tree(tracked / "data")
+    remove_tree(tracked / ".dvc" / "cache")
+    (tracked / ".dvc" / "cache").write_text("not a folder", encoding="utf-8")
+    notices: list[str] = []
+    assert ensure_data(Generator(seed=0), root=tracked, notice=notices.append) == "regenerated"
+    assert sessions.data.workspace_state(tracked) == "current"
+    assert notices[-1].startswith("Notice: the regenerated data/ is the version data.dvc records")
+    assert "could not add it to the cache (" in notices[-1] and "(no output)" not in notices[-1]
+
+
+@pytest.mark.slow
 def test_regenerated_data_that_differ_from_the_record_are_announced(tracked: Path) -> None:
     dvc(tracked, "remote", "modify", "local", "url", str(tracked.parent / "gone"))
     remove_tree(tracked / "data")
