@@ -188,8 +188,9 @@ def test_a_connection_dropped_midway_is_reported_as_an_interrupted_push(
     own = S3Server(tmp_path.parent / f"{tmp_path.name}-weed").start()
     try:
         repo = s3_repo(tmp_path, monkeypatch, dvc_templates["tracked"], own.endpoint)
-        # Fewer, larger files: after the drop DVC retries each remaining file for seconds.
-        write_data(repo / "data", files=30, size=2 * 2**20, seed=5)
+        # Fewer, larger files: after the drop DVC retries each remaining file for seconds; large
+        # enough that the push is still running when the server stops, however fast the machine.
+        write_data(repo / "data", files=30, size=8 * 2**20, seed=5)
         dvc(repo, "add", "-q", "data")
         expected = 30 + 2
         before = snapshot(repo)
