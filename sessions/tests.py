@@ -23,8 +23,9 @@ TIER_MARKERS = ("slow", "docker")
 FAST_TIER = " and ".join(f"not {marker}" for marker in TIER_MARKERS)
 
 # pytest-xdist: one worker per core; a file's tests stay on one worker, so module fixtures
-# (a server, an exported document) are built once. `-- -n 0` runs serially.
-PARALLEL = ["-n", "auto", "--dist", "loadfile"]
+# (a server, an exported document) are built once; files go out in collection order, which
+# tests/schedule.py makes longest first. `-- -n 0` runs serially.
+PARALLEL = ["-n", "auto", "--dist", "loadfile", "--no-loadscope-reorder"]
 
 
 def coverage_file() -> str:

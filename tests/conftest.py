@@ -1,7 +1,8 @@
 """Shared fixtures: paths, a clean environment for child processes, copies of the project.
 
 The tiers (markers `slow` and `docker`), the check that unmarked tests stay inside this
-process, and the hermetic check live in tests/tiers.py, registered here.
+process, and the hermetic check live in tests/tiers.py; how a parallel run orders files and
+shares the cores, in tests/schedule.py. Both are registered here.
 """
 
 from __future__ import annotations
@@ -10,13 +11,13 @@ import os
 import subprocess
 import sys
 import venv
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
-from tests import tiers
+from tests import schedule, tiers
 from tests.project_copy import build_template, copy_of
 
 ROOT = tiers.ROOT
@@ -25,6 +26,7 @@ ROOT = tiers.ROOT
 def pytest_configure(config: pytest.Config) -> None:
     if config.pluginmanager.register(tiers, "tiers") is None:  # blocked with -p no:tiers
         raise pytest.UsageError("tests/tiers.py cannot be switched off: it checks every run.")
+    config.pluginmanager.register(schedule.Schedule(), "schedule")
 
 
 @pytest.fixture(autouse=True)
@@ -66,10 +68,37 @@ def project_copy(project_template: Path, tmp_path: Path) -> Path:
     return copy_of(project_template, tmp_path / "project")
 
 
+def measured_in(project: Path, env: Mapping[str, str]) -> dict[str, str]:
+    """env for a child that works in `project` (this checkout, or a copy of it, as its working
+    directory), measured by this run's coverage. Coverage's subprocess patch hands children
+    the run's settings in COVERAGE_PROCESS_CONFIG; here they measure the files under
+    `project`, stored relative to it (`relative_files`), so a copy's files count as the
+    checkout's. `include` rather than `source`: a child does not list the files it never ran
+    (a tool that runs in another folder would list them under paths the report cannot find);
+    the gate's own process does that."""
+    env = without_coverage(env) | {k: v for k, v in os.environ.items() if k.startswith("COVERAGE")}
+    if "COVERAGE_PROCESS_CONFIG" in env:
+        from coverage.config import CoverageConfig
+
+        settings = CoverageConfig.deserialize(env["COVERAGE_PROCESS_CONFIG"])
+        settings.source = None
+        settings.run_include = [str(project.resolve() / "*")]
+        env["COVERAGE_PROCESS_CONFIG"] = settings.serialize()
+    return env
+
+
+def without_coverage(env: Mapping[str, str]) -> dict[str, str]:
+    """For a child that measures itself (a nested pytest-cov run) or runs code outside the
+    project (DVC's throw-away repositories, another project), whose files the gate cannot
+    report."""
+    return {k: v for k, v in env.items() if not k.startswith("COVERAGE")}
+
+
 @pytest.fixture
 def child_env() -> Iterator[dict[str, str]]:
-    """An environment for a nested nox/pytest run that does not inherit this run's coverage."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("COVERAGE")}
+    """An environment for a nested nox run in this checkout, measured by this run's coverage;
+    in a copy, measured_in(copy, child_env); a nested pytest run, without_coverage(child_env)."""
+    env = measured_in(ROOT, os.environ)
     env["PYTHONDONTWRITEBYTECODE"] = "1"
     # Nested `nox --no-venv` finds pytest and coverage on PATH: this interpreter's scripts.
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])

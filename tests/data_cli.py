@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, measured_in
 from tests.dvc_repo import isolated_env
 
 # What the session's messages tell the user to type.
@@ -69,8 +69,9 @@ class Ran:
 
 def nox_data(project: Path, env: dict[str, str], *args: str) -> Ran:
     """`nox -s data -- ARGS` in `project`, in this interpreter's environment (`--no-venv`:
-    the venv is what the tests run in) with the copy's own library on the path."""
-    env = {**env, "PYTHONPATH": str(project / "src")}
+    the venv is what the tests run in) with the copy's own library on the path; the session
+    is measured by this run's coverage, the DVC processes it starts measure nothing of ours."""
+    env = measured_in(project, env) | {"PYTHONPATH": str(project / "src")}
     proc = subprocess.run(
         [sys.executable, "-m", "nox", "--no-venv", "-s", "data", "--", *args],
         cwd=project, env=env, capture_output=True, text=True, encoding="utf-8",

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import measured_in
+
 CLEAN = '''"""A clean module."""
 
 
@@ -28,7 +30,7 @@ def lint_project(project: Path, module: str, nox_cmd: list[str], env: dict[str, 
     (project / "experiments" / "planted.py").write_text(module, encoding="utf-8")
     result = subprocess.run(
         [*nox_cmd, "--no-venv", "-s", "lint"],
-        cwd=project, env=env, capture_output=True, text=True, timeout=300,
+        cwd=project, env=measured_in(project, env), capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     output = result.stdout + result.stderr
     return output if result.returncode == 0 else f"FAILED\n{output}"

@@ -18,7 +18,7 @@ import pytest
 
 from sessions import safety_db, security
 from sessions.project import LOCK, SCANNER_LOCK
-from tests.conftest import ROOT
+from tests.conftest import ROOT, measured_in
 
 REQUESTS = """\
 id: PYSEC-2018-28
@@ -269,7 +269,7 @@ def test_update_db_builds_the_database_and_the_gate_fails_a_vulnerable_pin(
 ) -> None:
     project = copy_project(tmp_path, "urllib3==2.0.5\nrequests==2.32.3\n")
     database = tmp_path / "safety-db"
-    env = {k: v for k, v in child_env.items() if k != security.DB_ENV}
+    env = {k: v for k, v in measured_in(project, child_env).items() if k != security.DB_ENV}
     result = subprocess.run(
         [*nox_cmd, "--no-venv", "-s", "security", "--",
          "--update-db", str(database), "--advisories", str(advisories)],
@@ -292,7 +292,8 @@ def test_update_db_with_bad_options_says_how_to_call_it(
     project = copy_project(tmp_path, "urllib3==2.0.5\n")
     result = subprocess.run(
         [*nox_cmd, "--no-venv", "-s", "security", "--", "--advisories", str(tmp_path)],
-        cwd=project, env=child_env, capture_output=True, text=True, timeout=120,
+        cwd=project, env=measured_in(project, child_env), capture_output=True, text=True,
+        timeout=120,
     )  # fmt: skip
     assert result.returncode != 0
     assert "Usage: nox -s security -- --update-db DIR [--advisories CLONE]." in result.stderr

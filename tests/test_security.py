@@ -22,7 +22,7 @@ from sessions import security, security_bandit, security_safety, security_secret
 from sessions import security_policy as policy_module
 from sessions.project import LOCK, SCANNER_LOCK
 from sessions.security_policy import Acceptance, Finding, GateError, Outcome
-from tests.conftest import ROOT
+from tests.conftest import ROOT, measured_in
 
 TODAY = datetime.date(2026, 6, 1)
 
@@ -625,7 +625,7 @@ def run_session(
     *,
     venv: bool = False,
 ) -> tuple[int, str]:
-    env = {**env, security.DB_ENV: str(database)}
+    env = measured_in(project, env) | {security.DB_ENV: str(database)}
     where = [] if venv else ["--no-venv"]
     result = subprocess.run(
         [*nox_cmd, *where, "-s", "security"],

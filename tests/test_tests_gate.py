@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import without_coverage
+
 TOY = """
 def covered(x):
     return x + 1
@@ -53,7 +55,7 @@ def run_tests_session(
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [*nox_cmd, "--no-venv", "-s", "tests"],
-        cwd=project, env=env, capture_output=True, text=True, timeout=300,
+        cwd=project, env=without_coverage(env), capture_output=True, text=True, timeout=300,
     )  # fmt: skip
 
 

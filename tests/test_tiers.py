@@ -10,6 +10,7 @@ import pytest
 
 from sessions.tests import FAST_TIER, TIER_MARKERS
 from tests import tiers
+from tests.conftest import without_coverage
 
 GUARDED = """
 import socket
@@ -99,7 +100,7 @@ def run_planted(
     return subprocess.run(
         [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--no-cov", "-rA",
          "tests/test_planted.py"],
-        cwd=project, env=env, capture_output=True, text=True, timeout=300,
+        cwd=project, env=without_coverage(env), capture_output=True, text=True, timeout=300,
     )  # fmt: skip
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from sessions import train_tracked
-from tests.conftest import ROOT, RecordingSession
+from tests.conftest import ROOT, RecordingSession, measured_in
 from tests.wandb_runs import inspect, run_dirs
 
 
@@ -72,8 +72,8 @@ def test_unknown_script_is_a_clear_error(tmp_path: Path) -> None:
     assert not session.installs
 
 
-def session_env(child_env: dict[str, str]) -> dict[str, str]:
-    env = {k: v for k, v in child_env.items() if not k.startswith("WANDB_")}
+def session_env(child_env: dict[str, str], project: Path) -> dict[str, str]:
+    env = {k: v for k, v in measured_in(project, child_env).items() if not k.startswith("WANDB_")}
     # `--no-venv` runs `python` from PATH: this test venv's.
     env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
     return env
@@ -83,7 +83,7 @@ def session_env(child_env: dict[str, str]) -> dict[str, str]:
 def test_smoke_session_trains_offline_with_no_account(
     tmp_path: Path, child_env: dict[str, str], nox_cmd: list[str], project_copy: Path
 ) -> None:
-    env = session_env(child_env) | {"WANDB_CONFIG_DIR": str(tmp_path / "cfg"),
+    env = session_env(child_env, project_copy) | {"WANDB_CONFIG_DIR": str(tmp_path / "cfg"),
                                     "WANDB_DATA_DIR": str(tmp_path / "wd")}  # fmt: skip
     result = subprocess.run(
         [*nox_cmd, "--no-venv", "-s", "train-tracked", "--", "--smoke", "--no-progress",
@@ -107,7 +107,7 @@ def test_session_with_a_bad_option_exits_non_zero(
 ) -> None:
     result = subprocess.run(
         [*nox_cmd, "--no-venv", "-s", "train-tracked", "--", "--epochs", "-3"],
-        cwd=project_copy, env=session_env(child_env), capture_output=True, text=True,
+        cwd=project_copy, env=session_env(child_env, project_copy), capture_output=True, text=True,
         timeout=120,
     )  # fmt: skip
     output = result.stdout + result.stderr
@@ -122,7 +122,7 @@ def test_session_with_a_bad_option_exits_non_zero(
 def test_session_trains_the_demo_in_two_processes_as_one_run(
     tmp_path: Path, child_env: dict[str, str], nox_cmd: list[str], project_copy: Path
 ) -> None:
-    env = session_env(child_env) | {"WANDB_CONFIG_DIR": str(tmp_path / "cfg"),
+    env = session_env(child_env, project_copy) | {"WANDB_CONFIG_DIR": str(tmp_path / "cfg"),
                                     "WANDB_DATA_DIR": str(tmp_path / "wd")}  # fmt: skip
     result = subprocess.run(
         [*nox_cmd, "--no-venv", "-s", "train-tracked", "--", "--nproc", "2", "--smoke",
