@@ -112,8 +112,9 @@ class S3Server:
                     raise
                 time.sleep(0.2)
 
-    def object_count(self, bucket: str = BUCKET) -> int:
-        pages = self.client().get_paginator("list_objects_v2").paginate(Bucket=bucket)
+    def object_count(self, bucket: str = BUCKET, prefix: str = "") -> int:
+        paginator = self.client().get_paginator("list_objects_v2")
+        pages = paginator.paginate(Bucket=bucket, Prefix=prefix)
         return sum(page.get("KeyCount", 0) for page in pages)
 
     def stop(self) -> None:

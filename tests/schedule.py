@@ -17,10 +17,11 @@ from __future__ import annotations
 import os
 import sys
 from collections import defaultdict
+from collections.abc import Iterator
 
 import pytest
 
-RECORD_KEY = "gradient-lab/seconds-per-file"  # {file: [seconds, tests]}
+RECORD_KEY = "gradient-lab/seconds-per-file"  # {file: [seconds, tests, cpu seconds]}
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
 
@@ -44,15 +45,21 @@ def longest_first(items: list[pytest.Item], seconds: dict[str, float]) -> list[p
     return sorted(items, key=key)
 
 
-def updated(record: dict[str, list[float]], seconds: dict[str, float],
-            tests: dict[str, int]) -> dict[str, list[float]]:  # fmt: skip
+def updated(record: dict[str, list[float]], seconds: dict[str, float], tests: dict[str, int],
+            cpu: dict[str, float]) -> dict[str, list[float]]:  # fmt: skip
     """The record with this run's figures; a run that ran fewer of a file's tests than the
     recorded one (`-k`, a marker, one test) leaves that file's figure as it was."""
     new = dict(record)
     for path, spent in seconds.items():
         if tests[path] >= (record.get(path) or [0.0, 0])[1]:
-            new[path] = [round(spent, 2), tests[path]]
+            new[path] = [round(spent, 2), tests[path], round(cpu.get(path, 0.0), 2)]
     return new
+
+
+def cpu_seconds() -> float:
+    """CPU time of this process and of the children it waited for (0 for those on Windows)."""
+    times = os.times()
+    return times.user + times.system + times.children_user + times.children_system
 
 
 def threads_per_worker(cores: int, workers: int) -> int:
@@ -62,7 +69,9 @@ def threads_per_worker(cores: int, workers: int) -> int:
 class Schedule:
     def __init__(self) -> None:
         self.seconds: dict[str, float] = defaultdict(float)
+        self.cpu: dict[str, float] = defaultdict(float)
         self.tests: dict[str, set[str]] = defaultdict(set)
+        self.cpu_mark = cpu_seconds()
 
     def pytest_configure(self, config: pytest.Config) -> None:
         workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0"))
@@ -82,10 +91,24 @@ class Schedule:
             record = cache.get(RECORD_KEY, {})
             items[:] = longest_first(items, {path: entry[0] for path, entry in record.items()})
 
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_logstart(self) -> None:
+        self.cpu_mark = cpu_seconds()
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_makereport(self) -> Iterator[pytest.TestReport]:
+        """Each phase's CPU time, in the process that ran it; xdist sends it with the report."""
+        report: pytest.TestReport = yield
+        now = cpu_seconds()
+        report.cpu_seconds = now - self.cpu_mark  # type: ignore[attr-defined]
+        self.cpu_mark = now
+        return report
+
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         """Every report reaches this process (with xdist, the controller gets the workers')."""
         path = file_of(report.nodeid)
         self.seconds[path] += report.duration
+        self.cpu[path] += getattr(report, "cpu_seconds", 0.0)
         self.tests[path].add(report.nodeid)
 
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
@@ -94,4 +117,5 @@ class Schedule:
         if hasattr(config, "workerinput") or cache is None or not self.seconds:
             return
         counts = {path: len(nodeids) for path, nodeids in self.tests.items()}
-        cache.set(RECORD_KEY, updated(cache.get(RECORD_KEY, {}), self.seconds, counts))
+        record = updated(cache.get(RECORD_KEY, {}), self.seconds, counts, self.cpu)
+        cache.set(RECORD_KEY, record)

@@ -14,6 +14,7 @@ import pytest
 
 from sessions.data import DataError, run_action
 from sessions.files import remove_tree
+from tests.cutting_proxy import CuttingProxy
 from tests.data_cli import PRINTED, data_env, fresh_copy, nox_data, start_push, wait_until
 from tests.dvc_repo import copy_repo, digest_tree, dvc, isolate, write_data
 from tests.s3_server import ACCESS_KEY, BUCKET, SECRET_KEY, S3Server
@@ -139,11 +140,16 @@ def test_stopped_server_fails_clearly_loses_nothing_and_a_rerun_completes(
         own.stop()
 
 
-def many_files(repo: Path) -> int:
-    """Enough small files that a one-at-a-time push lasts seconds, even on a fast machine."""
-    write_data(repo / "data", files=1000, size=2 * 1024, seed=5)
+FILES, SIZE = 8, 2**20
+# A push of one file at a time (-j 1) is cut after three and a half of them went through.
+CUT_AFTER = 3 * SIZE + SIZE // 2
+
+
+def eight_files(repo: Path) -> int:
+    """Files of 1 MiB; the push is cut by bytes, so how fast the machine is does not matter."""
+    write_data(repo / "data", files=FILES, size=SIZE, seed=5)
     dvc(repo, "add", "-q", "data")
-    return 1000 + 2  # the template's own file and the .dir listing come too
+    return FILES + 2  # the template's own file and the .dir listing come too
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="kills a POSIX process group")
@@ -153,53 +159,56 @@ def test_a_killed_push_is_reported_as_interrupted_and_the_printed_rerun_complete
     monkeypatch: pytest.MonkeyPatch,
     dvc_templates: dict[str, Path],
 ) -> None:
-    repo = s3_repo(tmp_path, monkeypatch, dvc_templates["tracked"], server.endpoint)
-    expected = many_files(repo)
-    before = snapshot(repo)
-    start = server.object_count()
-    push = start_push(repo, dict(os.environ), "-j", "1")
-    wait_until(lambda: server.object_count() >= start + 5 or push.poll() is not None)
-    os.killpg(push.pid, signal.SIGKILL)  # the terminal closed, the machine went down
-    push.wait()
-    landed = server.object_count() - start
-    assert 0 < landed < expected, f"the push was not interrupted midway ({landed} objects)"
-    assert snapshot(repo) == before
-    remote = f"the remote 's3' (s3://{BUCKET}/{tmp_path.name})"
-    # The next status and the next push say what happened.
-    status = capture(lambda: run_action("status", root=repo))
-    assert (
-        f"The last push to {remote} was interrupted before it finished: rerun the push with "
-        "`nox -s data -- push`." in status
-    )
-    (printed,) = PRINTED.findall(status.split("The last push")[1])
-    pushed = capture(lambda: run_printed_action(printed, repo))
-    assert f"The last push to {remote} was interrupted; this push completes it." in pushed
-    assert f"T{remote[1:]} now holds every output" in pushed
-    assert server.object_count() - start == expected
-    remove_tree(repo / "data")
-    remove_tree(repo / ".dvc" / "cache")
-    run_action("pull", root=repo)
-    assert digest_tree(repo / "data") == before["data"]
+    proxy = CuttingProxy(server.endpoint, CUT_AFTER, mode="stall").start()
+    try:
+        repo = s3_repo(tmp_path, monkeypatch, dvc_templates["tracked"], proxy.endpoint)
+        expected = eight_files(repo)
+        before = snapshot(repo)
+        push = start_push(repo, dict(os.environ), "-j", "1")
+        wait_until(lambda: proxy.cut.is_set() or push.poll() is not None)
+        assert push.poll() is None, "the push ended before it was cut"
+        os.killpg(push.pid, signal.SIGKILL)  # the terminal closed, the machine went down
+        push.wait()
+        landed = server.object_count(prefix=tmp_path.name)
+        assert 3 <= landed < expected, f"the push was not killed midway ({landed} objects)"
+        assert snapshot(repo) == before
+        proxy.reopen()
+        remote = f"the remote 's3' (s3://{BUCKET}/{tmp_path.name})"
+        # The next status and the next push say what happened.
+        status = capture(lambda: run_action("status", root=repo))
+        assert (
+            f"The last push to {remote} was interrupted before it finished: rerun the push with "
+            "`nox -s data -- push`." in status
+        )
+        (printed,) = PRINTED.findall(status.split("The last push")[1])
+        pushed = capture(lambda: run_printed_action(printed, repo))
+        assert f"The last push to {remote} was interrupted; this push completes it." in pushed
+        assert f"T{remote[1:]} now holds every output" in pushed
+        assert server.object_count(prefix=tmp_path.name) == expected
+        remove_tree(repo / "data")
+        remove_tree(repo / ".dvc" / "cache")
+        run_action("pull", root=repo)
+        assert digest_tree(repo / "data") == before["data"]
+    finally:
+        proxy.close()
 
 
 def test_a_connection_dropped_midway_is_reported_as_an_interrupted_push(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, dvc_templates: dict[str, Path]
+    server: S3Server,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    dvc_templates: dict[str, Path],
 ) -> None:
-    own = S3Server(tmp_path.parent / f"{tmp_path.name}-weed").start()
+    proxy = CuttingProxy(server.endpoint, CUT_AFTER, mode="drop").start()
     try:
-        repo = s3_repo(tmp_path, monkeypatch, dvc_templates["tracked"], own.endpoint)
-        # Fewer, larger files: after the drop DVC retries each remaining file for seconds; large
-        # enough that the push is still running when the server stops, however fast the machine.
-        write_data(repo / "data", files=30, size=8 * 2**20, seed=5)
-        dvc(repo, "add", "-q", "data")
-        expected = 30 + 2
+        repo = s3_repo(tmp_path, monkeypatch, dvc_templates["tracked"], proxy.endpoint)
+        expected = eight_files(repo)
         before = snapshot(repo)
         push = start_push(repo, dict(os.environ), "-j", "1")
-        wait_until(lambda: own.object_count() >= 3 or push.poll() is not None)
-        own.stop()  # the connection drops
         _, stderr = push.communicate(timeout=300)
-        assert 3 <= own.start().object_count() < expected, "stopped midway"
-        own.stop()
+        assert proxy.cut.is_set(), "the push ended before the connection dropped"
+        landed = server.object_count(prefix=tmp_path.name)
+        assert 3 <= landed < expected, f"the connection did not drop midway ({landed} objects)"
         assert push.returncode == 1
         sentence = stderr.strip().splitlines()[-1]
         assert sentence == (
@@ -208,12 +217,12 @@ def test_a_connection_dropped_midway_is_reported_as_an_interrupted_push(
             "workspace or cache was lost: rerun the push with `nox -s data -- push -j 1`."
         )
         assert snapshot(repo) == before
-        own.start()
+        proxy.reopen()
         (printed,) = PRINTED.findall(sentence)
         run_printed_action(printed, repo)
-        assert own.object_count() == expected
+        assert server.object_count(prefix=tmp_path.name) == expected
     finally:
-        own.stop()
+        proxy.close()
 
 
 def test_weights_recorded_but_nowhere_fail_the_push_and_not_the_pull(

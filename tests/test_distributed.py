@@ -21,7 +21,7 @@ from torch import nn
 from experiments import demo_vanishing_gradients as demo
 from gradient_lab import distributed, synthetic_data, tracking
 from gradient_lab.gradients import LayerGradNorms
-from tests.conftest import ROOT
+from tests.conftest import ROOT, measured_in
 from tests.wandb_runs import history, inspect, run_dirs
 
 
@@ -77,7 +77,7 @@ def torchrun() -> list[str]:
 
 
 def launch_env(tmp_path: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("COVERAGE", "WANDB_"))}
+    env = {k: v for k, v in measured_in(ROOT, os.environ).items() if not k.startswith("WANDB_")}
     # The checkout's library first, as an editable install has it.
     path = [str(ROOT / "src"), str(ROOT), env.get("PYTHONPATH", "")]
     return env | {"WANDB_MODE": "offline", "WANDB_SILENT": "true",

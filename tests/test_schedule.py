@@ -48,16 +48,17 @@ def test_with_no_record_the_order_is_the_collection_order() -> None:
 
 
 def test_a_run_of_fewer_tests_keeps_a_files_figure() -> None:
-    record = {"tests/test_a.py": [60.0, 10], "tests/test_b.py": [5.0, 2]}
+    record = {"tests/test_a.py": [60.0, 10, 50.0], "tests/test_b.py": [5.0, 2, 4.0]}
     new = schedule.updated(
         record,
         {"tests/test_a.py": 0.4, "tests/test_b.py": 7.0, "tests/test_c.py": 3.0},
         {"tests/test_a.py": 1, "tests/test_b.py": 2, "tests/test_c.py": 4},
+        {"tests/test_a.py": 0.3, "tests/test_b.py": 9.0, "tests/test_c.py": 2.5},
     )
     assert new == {
-        "tests/test_a.py": [60.0, 10],  # one test of ten (-k): the figure stays
-        "tests/test_b.py": [7.0, 2],
-        "tests/test_c.py": [3.0, 4],
+        "tests/test_a.py": [60.0, 10, 50.0],  # one test of ten (-k): the figure stays
+        "tests/test_b.py": [7.0, 2, 9.0],
+        "tests/test_c.py": [3.0, 4, 2.5],
     }
 
 
@@ -118,7 +119,8 @@ def test_a_run_records_its_times_and_the_next_run_starts_with_the_longest_file(
         (project_copy / ".pytest_cache" / "v" / schedule.RECORD_KEY).read_text(encoding="utf-8")
     )
     assert record["tests/test_slow.py"][0] >= 1.5 > record["tests/test_quick.py"][0]
-    assert record["tests/test_slow.py"][1] == 1
+    assert record["tests/test_slow.py"][1] == 1  # one test
+    assert record["tests/test_slow.py"][2] < 1.0  # CPU seconds: sleeping costs none
     assert pytest_in(project_copy, "--collect-only", "-q").splitlines()[0] == (
         "tests/test_slow.py::test_slow"
     )

@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, measured_in
 from tests.wandb_runs import history, inspect, run_dirs
 
 pytestmark = [
@@ -59,9 +59,10 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def session_env(project: Path, runs: Path) -> dict[str, str]:
-    """This test venv for `nox --no-venv`, the copy's library first, W&B offline in `runs`."""
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("COVERAGE", "WANDB_", "NOX_"))}  # fmt: skip
+    """This test venv for `nox --no-venv`, the copy's library first, W&B offline in `runs`;
+    measured by this run's coverage."""
+    env = {k: v for k, v in measured_in(project, os.environ).items()
+           if not k.startswith(("WANDB_", "NOX_"))}  # fmt: skip
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
     env["PYTHONPATH"] = str(project / "src")
     env |= {"WANDB_DIR": str(runs), "WANDB_CONFIG_DIR": str(runs / "config"),
