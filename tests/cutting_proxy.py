@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import socket
 import struct
+import sys
 import threading
 from typing import Literal
 from urllib.parse import urlsplit
@@ -19,6 +20,8 @@ from urllib.parse import urlsplit
 from tests.s3_server import free_ports
 
 Mode = Literal["drop", "stall"]
+# struct linger {on, seconds}: two ints on POSIX, two unsigned shorts on Windows.
+LINGER_ZERO = struct.pack("HH" if sys.platform == "win32" else "ii", 1, 0)
 
 
 class CuttingProxy:
@@ -64,7 +67,7 @@ class CuttingProxy:
                 self.serving.join()  # until its accept() lets go of the port
         for sock in sockets:
             # Linger 0: close with a reset, as a dropped connection looks to the client.
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, LINGER_ZERO)
             sock.close()
 
     def _serve(self, listener: socket.socket) -> None:

@@ -5,16 +5,18 @@ from __future__ import annotations
 import io
 import os
 import signal
+import subprocess
 import sys
 from collections.abc import Callable, Iterator
-from contextlib import redirect_stdout
+from contextlib import contextmanager, redirect_stdout
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from sessions.data import DataError, run_action
 from sessions.files import remove_tree
-from tests.cutting_proxy import CuttingProxy
+from tests.cutting_proxy import CuttingProxy, Mode
 from tests.data_cli import PRINTED, data_env, fresh_copy, nox_data, start_push, wait_until
 from tests.dvc_repo import copy_repo, digest_tree, dvc, isolate, write_data
 from tests.s3_server import ACCESS_KEY, BUCKET, SECRET_KEY, S3Server
@@ -145,11 +147,32 @@ FILES, SIZE = 8, 2**20
 CUT_AFTER = 3 * SIZE + SIZE // 2
 
 
-def eight_files(repo: Path) -> int:
-    """Files of 1 MiB; the push is cut by bytes, so how fast the machine is does not matter."""
-    write_data(repo / "data", files=FILES, size=SIZE, seed=5)
-    dvc(repo, "add", "-q", "data")
-    return FILES + 2  # the template's own file and the .dir listing come too
+@dataclass
+class CutPush:
+    proxy: CuttingProxy
+    repo: Path
+    expected: int  # objects in the remote once the push is complete
+    before: dict[str, dict[str, str]]
+    push: subprocess.Popen[str]
+
+
+@contextmanager
+def cut_push(
+    mode: Mode, server: S3Server, tmp: Path, monkeypatch: pytest.MonkeyPatch, template: Path
+) -> Iterator[CutPush]:
+    """A push of 1 MiB files, one at a time, through a proxy that cuts it after CUT_AFTER
+    bytes: cut by bytes, so how fast the machine is does not matter."""
+    proxy = CuttingProxy(server.endpoint, CUT_AFTER, mode).start()
+    try:
+        repo = s3_repo(tmp, monkeypatch, template, proxy.endpoint)
+        write_data(repo / "data", files=FILES, size=SIZE, seed=5)
+        dvc(repo, "add", "-q", "data")
+        before = snapshot(repo)
+        push = start_push(repo, dict(os.environ), "-j", "1")
+        # The template's own file and the .dir listing go to the remote too.
+        yield CutPush(proxy, repo, FILES + 2, before, push)
+    finally:
+        proxy.close()
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="kills a POSIX process group")
@@ -159,20 +182,16 @@ def test_a_killed_push_is_reported_as_interrupted_and_the_printed_rerun_complete
     monkeypatch: pytest.MonkeyPatch,
     dvc_templates: dict[str, Path],
 ) -> None:
-    proxy = CuttingProxy(server.endpoint, CUT_AFTER, mode="stall").start()
-    try:
-        repo = s3_repo(tmp_path, monkeypatch, dvc_templates["tracked"], proxy.endpoint)
-        expected = eight_files(repo)
-        before = snapshot(repo)
-        push = start_push(repo, dict(os.environ), "-j", "1")
-        wait_until(lambda: proxy.cut.is_set() or push.poll() is not None)
+    with cut_push("stall", server, tmp_path, monkeypatch, dvc_templates["tracked"]) as cut:
+        repo, push = cut.repo, cut.push
+        wait_until(lambda: cut.proxy.cut.is_set() or push.poll() is not None)
         assert push.poll() is None, "the push ended before it was cut"
         os.killpg(push.pid, signal.SIGKILL)  # the terminal closed, the machine went down
         push.wait()
         landed = server.object_count(prefix=tmp_path.name)
-        assert 3 <= landed < expected, f"the push was not killed midway ({landed} objects)"
-        assert snapshot(repo) == before
-        proxy.reopen()
+        assert 3 <= landed < cut.expected, f"the push was not killed midway ({landed} objects)"
+        assert snapshot(repo) == cut.before
+        cut.proxy.reopen()
         remote = f"the remote 's3' (s3://{BUCKET}/{tmp_path.name})"
         # The next status and the next push say what happened.
         status = capture(lambda: run_action("status", root=repo))
@@ -184,13 +203,11 @@ def test_a_killed_push_is_reported_as_interrupted_and_the_printed_rerun_complete
         pushed = capture(lambda: run_printed_action(printed, repo))
         assert f"The last push to {remote} was interrupted; this push completes it." in pushed
         assert f"T{remote[1:]} now holds every output" in pushed
-        assert server.object_count(prefix=tmp_path.name) == expected
+        assert server.object_count(prefix=tmp_path.name) == cut.expected
         remove_tree(repo / "data")
         remove_tree(repo / ".dvc" / "cache")
         run_action("pull", root=repo)
-        assert digest_tree(repo / "data") == before["data"]
-    finally:
-        proxy.close()
+        assert digest_tree(repo / "data") == cut.before["data"]
 
 
 def test_a_connection_dropped_midway_is_reported_as_an_interrupted_push(
@@ -199,30 +216,23 @@ def test_a_connection_dropped_midway_is_reported_as_an_interrupted_push(
     monkeypatch: pytest.MonkeyPatch,
     dvc_templates: dict[str, Path],
 ) -> None:
-    proxy = CuttingProxy(server.endpoint, CUT_AFTER, mode="drop").start()
-    try:
-        repo = s3_repo(tmp_path, monkeypatch, dvc_templates["tracked"], proxy.endpoint)
-        expected = eight_files(repo)
-        before = snapshot(repo)
-        push = start_push(repo, dict(os.environ), "-j", "1")
-        _, stderr = push.communicate(timeout=300)
-        assert proxy.cut.is_set(), "the push ended before the connection dropped"
+    with cut_push("drop", server, tmp_path, monkeypatch, dvc_templates["tracked"]) as cut:
+        _, stderr = cut.push.communicate(timeout=300)
+        assert cut.proxy.cut.is_set(), "the push ended before the connection dropped"
         landed = server.object_count(prefix=tmp_path.name)
-        assert 3 <= landed < expected, f"the connection did not drop midway ({landed} objects)"
-        assert push.returncode == 1
+        assert 3 <= landed < cut.expected, f"the connection did not drop midway ({landed})"
+        assert cut.push.returncode == 1
         sentence = stderr.strip().splitlines()[-1]
         assert sentence == (
             f"error: the push to the remote 's3' (s3://{BUCKET}/{tmp_path.name}) was interrupted "
             "(the connection to the remote dropped) before it finished, and nothing in your "
             "workspace or cache was lost: rerun the push with `nox -s data -- push -j 1`."
         )
-        assert snapshot(repo) == before
-        proxy.reopen()
+        assert snapshot(cut.repo) == cut.before
+        cut.proxy.reopen()
         (printed,) = PRINTED.findall(sentence)
-        run_printed_action(printed, repo)
-        assert server.object_count(prefix=tmp_path.name) == expected
-    finally:
-        proxy.close()
+        run_printed_action(printed, cut.repo)
+        assert server.object_count(prefix=tmp_path.name) == cut.expected
 
 
 def test_weights_recorded_but_nowhere_fail_the_push_and_not_the_pull(
