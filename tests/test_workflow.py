@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from sessions import ci
-from tests.conftest import ROOT
+from tests.conftest import ROOT, measured_in
 
 GITHUB = ROOT / ".github"
 WORKFLOW = GITHUB / "workflows" / "ci.yml"
@@ -157,7 +157,8 @@ def source_workflow_env(root: Path) -> subprocess.CompletedProcess[str]:
     wrapper = python_dir / "python"
     wrapper.write_text(f'#!/bin/sh\nexec "{sys.executable}" "$@"\n', encoding="utf-8")
     wrapper.chmod(0o755)
-    bare = {name: value for name, value in os.environ.items() if name not in ci.workflow_env()}
+    bare = {name: value for name, value in measured_in(root, os.environ).items()
+            if name not in ci.workflow_env()}  # fmt: skip
     env = {**bare, "PATH": os.pathsep.join([str(python_dir), bare.get("PATH", "")])}
     return subprocess.run(
         ["bash", "-c", script], cwd=root, env=env, capture_output=True, text=True, timeout=60
