@@ -5,7 +5,9 @@ time, in the order the files were collected (the gate passes `--no-loadscope-reo
 xdist would put the files with the most tests first). A file that takes a minute, handed out
 last, leaves the other workers idle for that minute. So files are collected longest first, by
 how long each took in the last run on this machine (kept in pytest's cache, `.pytest_cache/`);
-files never timed (a fresh clone, a new file) come before them in their usual order.
+files never timed (a fresh clone, a new file) come before them in their usual order. The
+record also keeps each file's CPU time (its process and the children it waited for), which
+shows how many cores a file keeps busy: `.pytest_cache/v/gradient-lab/seconds-per-file`.
 
 A share of the cores each. torch sizes its thread pool to every core, so two workers that
 each run a model would fight over both. Each worker, and what its tests start, gets
