@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import re
 import shlex
-import shutil
 import signal
 import subprocess
 import sys
@@ -24,7 +23,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.conftest import ROOT, measured_in
+from tests.conftest import measured_in
+from tests.project_copy import build_template
 from tests.wandb_runs import history, inspect, run_dirs
 
 pytestmark = [
@@ -42,16 +42,7 @@ TRAIN = ["--activation", "relu", "--width", "32", "--samples", "512", "--epochs"
 def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A copy of the project (what git would commit, untracked files too), as its own git
     repository, with the data set in place: the tests never touch this checkout's data/."""
-    copy = tmp_path_factory.mktemp("project")
-    listed = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=ROOT,
-                            capture_output=True, text=True, check=True).stdout  # fmt: skip
-    for name in filter(None, listed.split("\0")):
-        if (ROOT / name).is_file():
-            (copy / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(ROOT / name, copy / name)
-    git = ["git", "-c", "user.name=test", "-c", "user.email=test@example.com"]
-    for args in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "copy"]):
-        subprocess.run([*git, *args], cwd=copy, check=True)
+    copy = build_template(tmp_path_factory.mktemp("project"))
     env = session_env(copy, copy / "runs")
     subprocess.run([sys.executable, "-m", "sessions.data", "ensure"], cwd=copy, env=env,
                    check=True, capture_output=True)  # fmt: skip
