@@ -1,7 +1,8 @@
 """The delivery pipeline: one session per task. `nox -l` lists them, `nox` runs the CI gates.
 
 Each session is declared here with the sentence `nox -l` shows; the work lives in
-`sessions/<task>.py`, where the tests can reach it. Sessions tagged `ci` are the CI gates.
+`sessions/<task>.py`, or `sessions/<task>/session.py` for a task of several modules, where the
+tests can reach it. Sessions tagged `ci` are the CI gates.
 """
 
 from __future__ import annotations
@@ -15,11 +16,11 @@ import nox
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import sessions.build_image
-import sessions.data
-import sessions.export_summary
+import sessions.data.session
 import sessions.lint
 import sessions.lock
-import sessions.security
+import sessions.security.session
+import sessions.summary.session
 import sessions.tests
 import sessions.train_tracked
 from sessions.venv import torch_venv_backend
@@ -48,7 +49,7 @@ def tests_fast(session: nox.Session) -> None:
 @nox.session(python=PYTHON, tags=["ci"])
 def security(session: nox.Session) -> None:
     """Scan code with bandit, locked pins with safety, tracked files for secrets (Rule 6)."""
-    sessions.security.run(session)
+    sessions.security.session.run(session)
 
 
 @nox.session(python=PYTHON, venv_backend=TORCH_BACKEND, tags=["ci"])
@@ -80,13 +81,13 @@ def build_image(session: nox.Session) -> None:
 @nox.session(name="export-summary", python=PYTHON, tags=["ci-linux"], default=False)
 def export_summary(session: nox.Session) -> None:
     """Publish SESSION_SUMMARY.md as a styled .docx and PDF (Rule 4); `-- --help` for options."""
-    sessions.export_summary.run(session)
+    sessions.summary.session.run(session)
 
 
 @nox.session(python=PYTHON, venv_backend=TORCH_BACKEND, default=False)
 def data(session: nox.Session) -> None:
     """DVC-versioned data and weights: `-- pull|push|status|ensure`, or `-- dvc ARGS`."""
-    sessions.data.run(session)
+    sessions.data.session.run(session)
 
 
 @nox.session(python=PYTHON, default=False)

@@ -24,8 +24,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from sessions.files import remove_tree
-from tests.dvc_repo import build_repo, dvc, isolated_env
-from tests.s3_server import ACCESS_KEY, BUCKET, SECRET_KEY, S3Server
+from tests.support.dvc_repo import build_repo, dvc, isolated_env
+from tests.support.s3_server import ACCESS_KEY, BUCKET, SECRET_KEY, S3Server
 
 TARGET = 1.3
 

@@ -26,7 +26,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from sessions import security, security_bandit, security_safety, security_secrets  # noqa: E402
+from sessions.security import bandit as security_bandit  # noqa: E402
+from sessions.security import safety as security_safety  # noqa: E402
+from sessions.security import secrets as security_secrets  # noqa: E402
+from sessions.security import session as security  # noqa: E402
 
 ROUNDS = 3
 

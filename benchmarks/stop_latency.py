@@ -112,7 +112,7 @@ def nox_entry(project: Path, run: int, signaller: Signaller) -> Timing:
 
 def torchrun_entry(project: Path, run: int, signaller: Signaller) -> Timing:
     out = Path(tempfile.mkdtemp(prefix="ddp-", dir=project))
-    script = project / "tests" / "distributed_stop.py"
+    script = project / "tests" / "support" / "distributed_stop.py"
     torchrun = str(Path(sys.executable).parent / "torchrun")
     proc = start([torchrun, "--standalone", "--nproc-per-node", "2", str(script), str(out)],
                  project, env_for(project))  # fmt: skip

@@ -3,7 +3,7 @@
 `tests`: every test, in parallel over the available cores, with coverage combined across
 workers and the processes they start, failing below `fail_under` in pyproject.
 `tests-fast`: the tests of our own logic that stay inside the pytest process (the ones not
-marked `slow` or `docker`, see tests/tiers.py), in a venv without the external tools; it
+marked `slow` or `docker`, see tests/support/tiers.py), in a venv without the external tools; it
 reports coverage but does not gate it.
 """
 
@@ -24,7 +24,7 @@ FAST_TIER = " and ".join(f"not {marker}" for marker in TIER_MARKERS)
 
 # pytest-xdist: one worker per core; a file's tests stay on one worker, so module fixtures
 # (a server, an exported document) are built once; files go out in collection order, which
-# tests/schedule.py makes longest first. `-- -n 0` runs serially.
+# tests/support/schedule.py makes longest first. `-- -n 0` runs serially.
 PARALLEL = ["-n", "auto", "--dist", "loadfile", "--no-loadscope-reorder"]
 
 

@@ -1,8 +1,8 @@
 """Shared fixtures: paths, a clean environment for child processes, copies of the project.
 
 The tiers (markers `slow` and `docker`), the check that unmarked tests stay inside this
-process, and the hermetic check live in tests/tiers.py; how a parallel run orders files and
-shares the cores, in tests/schedule.py. Both are registered here.
+process, and the hermetic check live in tests/support/tiers.py; how a parallel run orders files and
+shares the cores, in tests/support/schedule.py. Both are registered here.
 """
 
 from __future__ import annotations
@@ -17,15 +17,17 @@ from pathlib import Path
 
 import pytest
 
-from tests import schedule, tiers
-from tests.project_copy import build_template, copy_of
+from tests.support import schedule, tiers
+from tests.support.project_copy import build_template, copy_of
 
 ROOT = tiers.ROOT
 
 
 def pytest_configure(config: pytest.Config) -> None:
     if config.pluginmanager.register(tiers, "tiers") is None:  # blocked with -p no:tiers
-        raise pytest.UsageError("tests/tiers.py cannot be switched off: it checks every run.")
+        raise pytest.UsageError(
+            "tests/support/tiers.py cannot be switched off: it checks every run."
+        )
     config.pluginmanager.register(schedule.Schedule(), "schedule")
 
 
@@ -169,7 +171,7 @@ def wandb_offline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[P
 @pytest.fixture(scope="session")
 def dvc_templates(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Git + DVC repositories built once per run: "empty", and "tracked" (data/ pushed)."""
-    from tests.dvc_repo import build_repo
+    from tests.support.dvc_repo import build_repo
 
     return {
         kind: build_repo(tmp_path_factory.mktemp(f"dvc-{kind}"), tracked=kind == "tracked")

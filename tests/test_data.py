@@ -10,14 +10,14 @@ from pathlib import Path
 
 import pytest
 
-import sessions.data
-import sessions.dvc_cli
-from sessions.data import DataError, ensure_data, explain, run_action
-from sessions.dvc_cli import Remote
+import sessions.data.dvc
+import sessions.data.session
+from sessions.data.dvc import Remote
+from sessions.data.session import DataError, ensure_data, explain, run_action
 from sessions.files import remove_tree
 from tests.conftest import ROOT, RecordingSession
-from tests.data_cli import PRINTED
-from tests.dvc_repo import copy_repo, digest_tree, dvc, isolate, write_data
+from tests.support.data_cli import PRINTED
+from tests.support.dvc_repo import copy_repo, digest_tree, dvc, isolate, write_data
 
 
 @pytest.fixture
@@ -82,12 +82,12 @@ def test_each_failure_is_one_sentence_that_says_what_to_do(case: str) -> None:
     remote = Remote("s3", "s3://team-bucket/gradient-lab")
     message = explain("push", REAL_FAILURES[case], ["-r", "s3"], remote)
     assert EXPECTED[case] in message
-    if "{remote}" in dict(sessions.dvc_cli.FAILURES).get(_pattern(case), ""):
+    if "{remote}" in dict(sessions.data.dvc.FAILURES).get(_pattern(case), ""):
         assert "the remote 's3' (s3://team-bucket/gradient-lab)" in message
     assert "(the default remote)" not in message
     # Every command it names is one the data session runs, with the user's own arguments.
     for printed in PRINTED.findall(message):
-        assert printed.split()[4] in sessions.data.ACTIONS, printed
+        assert printed.split()[4] in sessions.data.session.ACTIONS, printed
     if "rerun" in message:
         assert "rerun `nox -s data -- push -r s3`" in message
     assert message.startswith("dvc push failed")
@@ -99,7 +99,7 @@ def test_each_failure_is_one_sentence_that_says_what_to_do(case: str) -> None:
 def _pattern(case: str) -> str:
     import re
 
-    return next(p for p, _ in sessions.dvc_cli.FAILURES if re.search(p, REAL_FAILURES[case], re.I))
+    return next(p for p, _ in sessions.data.dvc.FAILURES if re.search(p, REAL_FAILURES[case], re.I))
 
 
 def test_an_unknown_failure_quotes_dvc_error_line() -> None:
@@ -115,7 +115,7 @@ def test_session_rejects_a_missing_or_unknown_action(tmp_path: Path) -> None:
     for posargs in ([], ["fetch"]):
         session = RecordingSession(tmp_path, posargs=posargs)
         with pytest.raises(RuntimeError, match=r"pull\|push\|status"):
-            sessions.data.run(session)  # type: ignore[arg-type]
+            sessions.data.session.run(session)  # type: ignore[arg-type]
         assert not session.installs
 
 
@@ -123,15 +123,15 @@ def test_session_installs_the_data_group_and_the_project_and_passes_posargs(
     tmp_path: Path,
 ) -> None:
     session = RecordingSession(tmp_path, posargs=["push", "-r", "s3"])
-    sessions.data.run(session)  # type: ignore[arg-type]
+    sessions.data.session.run(session)  # type: ignore[arg-type]
     # The project (editable) too: `ensure` runs its generator, `dvc repro` its training.
     assert any("dvc[s3]>=3.60" in args and "--editable" in args for args in session.installs)
     assert session.runs == [("python", "-m", "sessions.data", "push", "-r", "s3")]
 
 
 def test_cli_usage_and_unknown_action(capsys: pytest.CaptureFixture[str]) -> None:
-    assert sessions.data.main([]) == 2
-    assert sessions.data.main(["fetch"]) == 1
+    assert sessions.data.session.main([]) == 2
+    assert sessions.data.session.main(["fetch"]) == 1
     assert "unknown action 'fetch'" in capsys.readouterr().err
 
 
@@ -268,7 +268,7 @@ def test_no_reachable_remote_regenerates_with_a_notice(tracked: Path) -> None:
     # The same seed gives the recorded bytes: said so, and cached so that a push can share it.
     assert notices[1].startswith("The regenerated data/ is the version data.dvc records")
     assert len(notices) == 2
-    assert sessions.data.workspace_state(tracked) == "current"
+    assert sessions.data.session.workspace_state(tracked) == "current"
     assert "data.dvc" not in dvc(tracked, "status"), "workspace, cache and record agree"
 
 
@@ -281,7 +281,7 @@ def test_regenerated_data_train_even_when_the_cache_cannot_take_them(tracked: Pa
     (tracked / ".dvc" / "cache").write_text("not a folder", encoding="utf-8")
     notices: list[str] = []
     assert ensure_data(Generator(seed=0), root=tracked, notice=notices.append) == "regenerated"
-    assert sessions.data.workspace_state(tracked) == "current"
+    assert sessions.data.session.workspace_state(tracked) == "current"
     assert notices[-1].startswith("Notice: the regenerated data/ is the version data.dvc records")
     assert "could not add it to the cache (" in notices[-1] and "(no output)" not in notices[-1]
 
@@ -293,7 +293,7 @@ def test_regenerated_data_that_differ_from_the_record_are_announced(tracked: Pat
     remove_tree(tracked / ".dvc" / "cache")
     notices: list[str] = []
     assert ensure_data(Generator(seed=1), root=tracked, notice=notices.append) == "regenerated"
-    recorded = sessions.data.recorded_hash(tracked / "data.dvc")
+    recorded = sessions.data.session.recorded_hash(tracked / "data.dvc")
     assert recorded and recorded.endswith(".dir")
     assert any("differs from the version data.dvc records" in n and recorded in n for n in notices)
 
@@ -369,7 +369,7 @@ def test_a_push_stopped_midway_says_interrupted_and_the_printed_rerun_completes(
 ) -> None:
     import signal
 
-    from tests.data_cli import files_under, start_push, wait_until
+    from tests.support.data_cli import files_under, start_push, wait_until
 
     # Enough small files that a one-at-a-time push lasts seconds.
     write_data(tracked / "data", files=1500, size=2 * 1024, seed=5)
@@ -474,7 +474,7 @@ def test_dvc_lock_records_the_deps_that_dvc_yaml_lists() -> None:
 
 def test_clear_empties_a_folder_but_keeps_it(tmp_path: Path) -> None:
     """A container's bind-mounted data/ cannot be removed: regenerating empties it instead."""
-    from sessions.data import clear
+    from sessions.data.session import clear
 
     folder = tmp_path / "data"
     (folder / "sub").mkdir(parents=True)

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.data_cli import data_env, fresh_copy, nox_data, run_printed
-from tests.dvc_repo import digest_tree
+from tests.support.data_cli import data_env, fresh_copy, nox_data, run_printed
+from tests.support.dvc_repo import digest_tree
 
 pytestmark = pytest.mark.slow
 

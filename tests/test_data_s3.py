@@ -14,12 +14,12 @@ from pathlib import Path
 
 import pytest
 
-from sessions.data import DataError, run_action
+from sessions.data.session import DataError, run_action
 from sessions.files import remove_tree
-from tests.cutting_proxy import CuttingProxy, Mode
-from tests.data_cli import PRINTED, data_env, fresh_copy, nox_data, start_push, wait_until
-from tests.dvc_repo import copy_repo, digest_tree, dvc, isolate, write_data
-from tests.s3_server import ACCESS_KEY, BUCKET, SECRET_KEY, S3Server
+from tests.support.cutting_proxy import CuttingProxy, Mode
+from tests.support.data_cli import PRINTED, data_env, fresh_copy, nox_data, start_push, wait_until
+from tests.support.dvc_repo import copy_repo, digest_tree, dvc, isolate, write_data
+from tests.support.s3_server import ACCESS_KEY, BUCKET, SECRET_KEY, S3Server
 
 pytestmark = pytest.mark.slow
 

@@ -15,7 +15,7 @@ from experiments import demo_vanishing_gradients as demo
 from gradient_lab import Tracker, provenance, synthetic_data
 from gradient_lab.gradients import VANISHING_RATIO
 from tests.conftest import ROOT
-from tests.wandb_runs import artifacts, history, inspect, run_dirs
+from tests.support.wandb_runs import artifacts, history, inspect, run_dirs
 
 TINY = ["--depth", "10", "--width", "16", "--epochs", "3", "--batch-size", "64",
         "--log-every", "2", "--watch-every", "4", "--no-progress"]  # fmt: skip

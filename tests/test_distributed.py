@@ -22,7 +22,7 @@ from experiments import demo_vanishing_gradients as demo
 from gradient_lab import distributed, synthetic_data, tracking
 from gradient_lab.gradients import LayerGradNorms
 from tests.conftest import ROOT, measured_in
-from tests.wandb_runs import history, inspect, run_dirs
+from tests.support.wandb_runs import history, inspect, run_dirs
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from sessions.files import remove_tree
-from tests.dvc_repo import copy_repo
+from tests.support.dvc_repo import copy_repo
 
 READ_ONLY = stat.S_IREAD | stat.S_IRGRP | stat.S_IROTH
 

@@ -21,7 +21,7 @@ import pytest
 import torch
 
 from tests.conftest import ROOT
-from tests.wandb_runs import history, inspect, run_dirs
+from tests.support.wandb_runs import history, inspect, run_dirs
 
 # Building the venv (torch included) happens in the first test: give it time on a busy machine.
 pytestmark = [

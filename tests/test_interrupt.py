@@ -96,7 +96,7 @@ def torchrun(out: Path, nproc: int = 2) -> Iterator[subprocess.Popen[bytes]]:
            "OMP_NUM_THREADS": "1"}  # fmt: skip
     proc = subprocess.Popen(
         [str(torchrun_bin), "--standalone", "--nproc-per-node", str(nproc),
-         str(ROOT / "tests" / "distributed_stop.py"), str(out)],
+         str(ROOT / "tests" / "support" / "distributed_stop.py"), str(out)],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
     )  # fmt: skip
     try:

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ROOT
-from tests.wandb_runs import run_dirs
+from tests.support.wandb_runs import run_dirs
 
 pytestmark = pytest.mark.slow
 

@@ -16,8 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from sessions import safety_db, security
 from sessions.project import LOCK, SCANNER_LOCK
+from sessions.security import advisories as safety_db
+from sessions.security import session as security
 from tests.conftest import ROOT, measured_in
 
 REQUESTS = """\

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from sessions.tests import PARALLEL
-from tests import schedule
 from tests.conftest import without_coverage
+from tests.support import schedule
 
 
 @dataclass

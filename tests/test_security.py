@@ -18,10 +18,14 @@ from pathlib import Path
 
 import pytest
 
-from sessions import security, security_bandit, security_safety, security_secrets, security_tools
-from sessions import security_policy as policy_module
 from sessions.project import LOCK, SCANNER_LOCK
-from sessions.security_policy import Acceptance, Finding, GateError, Outcome
+from sessions.security import bandit as security_bandit
+from sessions.security import policy as policy_module
+from sessions.security import safety as security_safety
+from sessions.security import secrets as security_secrets
+from sessions.security import session as security
+from sessions.security import tools as security_tools
+from sessions.security.policy import Acceptance, Finding, GateError, Outcome
 from tests.conftest import ROOT, measured_in
 
 TODAY = datetime.date(2026, 6, 1)

@@ -21,9 +21,9 @@ import torch
 
 from sessions import build_image
 from tests.conftest import ROOT
+from tests.support.wandb_runs import inspect, run_dirs
 from tests.test_docker_files import compose_command
 from tests.test_image_engine import TAG, engine, image  # noqa: F401 - fixtures
-from tests.wandb_runs import inspect, run_dirs
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from sessions.tests import FAST_TIER, TIER_MARKERS
-from tests import tiers
 from tests.conftest import without_coverage
+from tests.support import tiers
 
 GUARDED = """
 import socket

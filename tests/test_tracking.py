@@ -11,7 +11,7 @@ import torch
 
 from experiments import tiny_regression
 from gradient_lab import gradients, provenance, tracking
-from tests.wandb_runs import artifacts, history, inspect, run_dirs
+from tests.support.wandb_runs import artifacts, history, inspect, run_dirs
 
 
 @pytest.mark.parametrize(

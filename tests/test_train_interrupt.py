@@ -24,8 +24,8 @@ import pytest
 import torch
 
 from tests.conftest import measured_in
-from tests.project_copy import build_template
-from tests.wandb_runs import history, inspect, run_dirs
+from tests.support.project_copy import build_template
+from tests.support.wandb_runs import history, inspect, run_dirs
 
 pytestmark = [
     pytest.mark.slow,

@@ -11,7 +11,7 @@ import pytest
 
 from sessions import train_tracked
 from tests.conftest import ROOT, RecordingSession, measured_in
-from tests.wandb_runs import inspect, run_dirs
+from tests.support.wandb_runs import inspect, run_dirs
 
 
 def test_default_is_the_demo_and_options_pass_through() -> None:

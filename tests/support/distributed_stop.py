@@ -1,6 +1,6 @@
 """A tiny data-parallel loop under torchrun, stopped by a signal: what every rank agreed on.
 
-    torchrun --nproc-per-node 2 tests/distributed_stop.py OUT_DIR
+    torchrun --nproc-per-node 2 tests/support/distributed_stop.py OUT_DIR
 
 Each rank trains a one-layer model with gloo, checks `should_stop` between steps and, when it
 stops, writes `OUT_DIR/rank<N>.txt` ("<step> <exit code>"); rank 0 alone writes the checkpoint.

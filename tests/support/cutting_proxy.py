@@ -17,7 +17,7 @@ import threading
 from typing import Literal
 from urllib.parse import urlsplit
 
-from tests.s3_server import free_ports
+from tests.support.s3_server import free_ports
 
 Mode = Literal["drop", "stall"]
 # struct linger {on, seconds}: two ints on POSIX, two unsigned shorts on Windows.

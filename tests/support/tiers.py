@@ -31,7 +31,7 @@ import pytest
 
 from sessions.tests import TIER_MARKERS
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 # Ignored by git, so `git status` does not see them, but the developer's own.
 GUARDED_TREES = ("data", "models", "wandb", "build")

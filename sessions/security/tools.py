@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from sessions.security_policy import GateError
+from sessions.security.policy import GateError
 
 # Colour and cursor codes: scanners colour their messages whatever NO_COLOR says, and a
 # sentence quoted from them must read the same in a log file as in a terminal.

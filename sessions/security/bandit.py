@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sessions.security_policy import (
+from sessions.security.policy import (
     ACCEPT_HINT,
     POLICY_NAME,
     Acceptance,
@@ -29,7 +29,7 @@ from sessions.security_policy import (
     Outcome,
     judge,
 )
-from sessions.security_tools import last_line, read_report, run_tool
+from sessions.security.tools import last_line, read_report, run_tool
 
 SEVERITIES = ("low", "medium", "high")
 # bandit's own pattern (bandit.core.manager): bare, with rule ids or names, a colon or not.

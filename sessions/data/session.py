@@ -2,7 +2,7 @@
 
 `nox -s data -- pull|push|status|ensure|dvc [options]` runs in the session's venv through
 `python -m sessions.data`. `push`, `pull` and `status` report output by output what the
-records name (sessions/data_sync.py); `dvc ARGS` is DVC itself in this venv (e.g.
+records name (sessions/data/sync.py); `dvc ARGS` is DVC itself in this venv (e.g.
 `dvc repro train@NAME`, which trains, so the venv holds the project and torch too).
 `ensure_data` is what training calls first: the data set it gets is the one `data.dvc`
 records, pulled or regenerated, and never a stale copy used silently.
@@ -22,9 +22,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sessions import data_sync
-from sessions.data_sync import DATA_DIR
-from sessions.dvc_cli import DataError, Result, command, dvc, dvc_env, explain, resolve_remote
+from sessions.data import sync
+from sessions.data.dvc import DataError, Result, command, dvc, dvc_env, explain, resolve_remote
+from sessions.data.sync import DATA_DIR
 from sessions.files import remove_tree
 from sessions.project import ROOT
 from sessions.venv import install_groups
@@ -53,9 +53,7 @@ def run_action(action: str, args: Sequence[str] = (), *, root: Path = ROOT) -> i
             [sys.executable, "-m", "dvc", *args], cwd=root, env=dvc_env()
         ).returncode
     else:
-        {"push": data_sync.push, "pull": data_sync.pull, "status": data_sync.status}[action](
-            args, root
-        )
+        {"push": sync.push, "pull": sync.pull, "status": sync.status}[action](args, root)
     return 0
 
 
@@ -214,7 +212,7 @@ def why_not_pulled(root: Path, pulled: Result) -> str:
         return str(error).rstrip(".")
     if remote is None:
         return "no DVC remote is configured"
-    if re.search(data_sync.MISSING, pulled.output, re.IGNORECASE):
+    if re.search(sync.MISSING, pulled.output, re.IGNORECASE):
         if remote.missing(root):
             return f"the remote {remote} does not exist yet"
         return f"neither your cache nor the remote {remote} holds it"
@@ -234,12 +232,3 @@ def ensure_training_data(root: Path = ROOT, *, allow_modified: bool = False) -> 
     if state == "current":
         print(f"{DATA_DIR}/ matches {DATA_DIR}.dvc.")
     return state
-
-
-if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except KeyboardInterrupt:
-        # Ctrl-C (e.g. during `train-tracked`'s data check): one line, not a traceback.
-        print("Stopped by Ctrl-C (SIGINT); run the same command again to finish.", file=sys.stderr)
-        sys.exit(130)

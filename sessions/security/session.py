@@ -1,6 +1,6 @@
 """The `security` gate (Rule 6): bandit and a `# nosec` audit over our code, safety over every
 locked pin, detect-secrets over every tracked file. `-- --update-db DIR` first builds safety's
-offline database from PyPA's advisories (`sessions/safety_db.py`).
+offline database from PyPA's advisories (`sessions/security/advisories.py`).
 
 The scanners run from their own venv, installed from the scanner lock, never from the lock they
 scan. They run side by side and always to the end; then a table with a row per scan, one line
@@ -22,13 +22,13 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sessions import safety_db
 from sessions.project import LOCK, REPORTS, ROOT, SCANNER_LOCK
-from sessions.security_bandit import SEVERITIES, run_bandit
-from sessions.security_policy import POLICY_NAME, GateError, Outcome, load_policy
-from sessions.security_safety import DB_ENV, check_database, run_safety
-from sessions.security_secrets import find_git, run_secrets
-from sessions.security_tools import find_tool
+from sessions.security import advisories
+from sessions.security.bandit import SEVERITIES, run_bandit
+from sessions.security.policy import POLICY_NAME, GateError, Outcome, load_policy
+from sessions.security.safety import DB_ENV, check_database, run_safety
+from sessions.security.secrets import find_git, run_secrets
+from sessions.security.tools import find_tool
 from sessions.venv import install_groups
 
 if TYPE_CHECKING:
@@ -149,7 +149,7 @@ def database_line(database: str | None, source: str = DB_ENV) -> str:
     """Which database safety reads and where that choice came from: its date and advisory
     count for a local one."""
     if database:
-        return f"safety database from {source}: {safety_db.describe(Path(database).resolve())}"
+        return f"safety database from {source}: {advisories.describe(Path(database).resolve())}"
     return f"safety database: online (set {DB_ENV} or pass --update-db for a local one)"
 
 
@@ -165,7 +165,7 @@ def run(session: nox.Session) -> None:
     install_groups(session, "security", lock=SCANNER_LOCK)
     database, source = os.environ.get(DB_ENV) or None, DB_ENV
     if session.posargs:  # --update-db DIR: build the database from PyPA's advisories first
-        database, source = str(safety_db.update_in_session(session)), "--update-db"
+        database, source = str(advisories.update_in_session(session)), "--update-db"
     session.log(database_line(database, source))
     outcomes = scan(session.bin_paths, database=database)
     width = terminal_width()

@@ -15,8 +15,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from sessions.security_policy import POLICY_NAME, Acceptance, Finding, GateError, Outcome, judge
-from sessions.security_tools import last_line, run_tool
+from sessions.security.policy import POLICY_NAME, Acceptance, Finding, GateError, Outcome, judge
+from sessions.security.tools import last_line, run_tool
 
 ALLOWLIST_FILTER = "detect_secrets.filters.allowlist.is_line_allowlisted"
 

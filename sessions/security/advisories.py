@@ -12,7 +12,7 @@ No account and no vendor server: `nox -s security -- --update-db DIR` clones the
 converts it into DIR and runs the gate against it (`--advisories CLONE` keeps the clone, or
 reuses one: CI caches it per day).
 
-    python -m sessions.safety_db --update-db DIR [--advisories CLONE]
+    python -m sessions.security.advisories --update-db DIR [--advisories CLONE]
 
 runs the conversion alone; it needs pyyaml and packaging (the security group installs both).
 """
@@ -358,7 +358,7 @@ def update_in_session(session: nox.Session) -> Path:
         if stop.code == 0:  # --help was printed
             session.skip("Printed the options of the security session.")
         session.error("Usage: nox -s security -- --update-db DIR [--advisories CLONE].")
-    session.run("python", "-m", "sessions.safety_db", *session.posargs)
+    session.run("python", "-m", "sessions.security.advisories", *session.posargs)
     return Path(options.update_db).resolve()
 
 

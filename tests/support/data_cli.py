@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tests.conftest import ROOT, measured_in
-from tests.dvc_repo import isolated_env
+from tests.support.dvc_repo import isolated_env
 
 # What the session's messages tell the user to type.
 PRINTED = re.compile(r"`(nox -s data -- [^`]+)`")

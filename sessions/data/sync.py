@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sessions.dvc_cli import (
+from sessions.data.dvc import (
     DataError,
     Remote,
     command,

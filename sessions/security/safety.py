@@ -12,8 +12,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from sessions.security_policy import ACCEPT_HINT, Acceptance, Finding, GateError, Outcome, judge
-from sessions.security_tools import last_line, read_report, run_tool
+from sessions.security.policy import ACCEPT_HINT, Acceptance, Finding, GateError, Outcome, judge
+from sessions.security.tools import last_line, read_report, run_tool
 
 # A local safety database folder (insecure.json + insecure_full.json); unset: safety's online
 # database. safety's own `scan` command reads the same variable for the same purpose.
