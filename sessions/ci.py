@@ -7,6 +7,11 @@
 
 `python -m sessions.ci env` prints the workflow's environment as NAME=value lines, for
 `.ci/workflow-env` to export: the local leg runs under the variables the workflow sets.
+
+`python -m sessions.ci step JOB NAME` prints the script of one `run:` step, for `.ci/run` (and
+the tests) to run as GitHub would: the coverage job's steps run locally from the workflow
+itself, not from a copy. A local action's steps go under its folder's name (`setup-nox`).
+Every `run:` step is run by `.ci/run` or a test, or listed in NOT_RUN_LOCALLY with the reason.
 """
 
 from __future__ import annotations
@@ -22,12 +27,27 @@ from sessions.project import ROOT
 CI_TAGS = {"ci": "Linux and Windows", "ci-linux": "Linux"}
 
 WORKFLOW = ROOT / ".github" / "workflows" / "ci.yml"
+ACTIONS = ROOT / ".github" / "actions"
 
 # The workflow's variables that `.ci/run` leaves out, each with the reason. Only a variable that
 # points an installer at a package index a local machine may not reach belongs here.
 NOT_APPLIED_LOCALLY = {
     "UV_TORCH_BACKEND": "it sends uv to PyTorch's CPU wheel index (download.pytorch.org); "
     ".ci/run gives uv the local wheel folder instead (UV_FIND_LINKS from PIP_FIND_LINKS)",
+}
+
+
+# The workflow's `run:` steps (job or action, step name) that neither .ci/run nor a test runs,
+# each with the reason; tests/test_workflow_steps.py checks that every other one is run.
+NOT_RUN_LOCALLY = {
+    ("setup-nox", "Fonts the PDF tests check for (emoji; Windows ships its own)"): "it needs "
+    "sudo, which a CI container has not; .ci/run installs the same Debian package as root",
+    ("setup-nox", "Install nox and uv with the lock as constraint"): "it installs into the "
+    "runner's Python; .ci/run installs the same packages, under the same lock, into its own venv",
+    ("linux", "nox -s ${{ matrix.session }}"): "it runs one session of the matrix; .ci/run runs "
+    "them all with the same command, as `nox --tags ci-linux`",
+    ("linux", "nox -s tests -- -m docker (the engine tests, on the layers just built)"): ".ci/run "
+    "runs the same tests in the venv its gate made (--reuse-venv=yes) instead of a second one",
 }
 
 
@@ -63,6 +83,48 @@ def local_env(workflow: Path = WORKFLOW) -> dict[str, str]:
     return {name: value for name, value in env.items() if name not in NOT_APPLIED_LOCALLY}
 
 
+def run_steps(workflow: Path = WORKFLOW, actions: Path = ACTIONS) -> dict[tuple[str, str], str]:
+    """Every `run:` step's script by (job, step name), the local actions' under their folder's
+    name. A step without a name, or a name used twice in one job, is an error."""
+    import yaml  # noqa: PLC0415 - as in workflow_env
+
+    groups = [
+        (job, spec.get("steps") or [])
+        for job, spec in yaml.safe_load(workflow.read_text(encoding="utf-8"))["jobs"].items()
+    ]
+    for action in sorted(actions.glob("*/action.yml")):
+        spec = yaml.safe_load(action.read_text(encoding="utf-8"))
+        groups.append((action.parent.name, spec["runs"].get("steps") or []))
+    scripts: dict[tuple[str, str], str] = {}
+    for job, steps in groups:
+        for step in steps:
+            if "run" not in step:
+                continue
+            if "name" not in step or (job, step["name"]) in scripts:
+                raise WorkflowEnvError(
+                    f"a run step of {job} has no name, or one another step has: give each its "
+                    "own, by which .ci/run and the tests find it."
+                )
+            scripts[(job, step["name"])] = step["run"]
+    return scripts
+
+
+def print_step(job: str, name: str) -> None:
+    scripts = run_steps()
+    script = scripts.get((job, name))
+    if script is None:
+        known = "; ".join(repr(step) for group, step in scripts if group == job) or "none"
+        sys.exit(
+            f"{WORKFLOW.name} has no run step named {name!r} in {job} (its run steps: {known})."
+        )
+    if "${{" in script:
+        sys.exit(
+            f"The step {name!r} of {job} uses a GitHub expression in its script, which a local "
+            "run cannot evaluate: pass the value in through the step's env:."
+        )
+    print(script.rstrip("\n"))
+
+
 def sessions_tagged(tag: str) -> list[str]:
     """Names of the sessions with this tag, in noxfile order, as `nox --list --json` says."""
     listing = subprocess.run(
@@ -88,8 +150,11 @@ def main(argv: list[str] | None = None) -> None:
     if args == ["env"]:
         print_local_env()
         return
+    if len(args) == 3 and args[0] == "step":
+        print_step(args[1], args[2])
+        return
     if args:
-        sys.exit(f"usage: python -m sessions.ci [env] (got {' '.join(args)})")
+        sys.exit(f"usage: python -m sessions.ci [env | step JOB NAME] (got {' '.join(args)})")
     for tag in CI_TAGS:
         print(f"{tag}={json.dumps(sessions_tagged(tag))}")
 

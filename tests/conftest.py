@@ -40,6 +40,18 @@ def plain_output(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("FORCE_COLOR", raising=False)
 
 
+@pytest.fixture(autouse=True)
+def children_measure_the_checkout(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A child that a test starts in another folder (the checkout's parent, a temporary one)
+    inherits the run's coverage settings; with `source = ["."]` it would list every file under
+    that folder, under names the report cannot find (`<checkout>/noxfile.py`). Every child
+    measures what it runs of this checkout instead, as measured_in says; a test whose child
+    works in a copy gives it measured_in(copy, ...)."""
+    if "COVERAGE_PROCESS_CONFIG" in os.environ:
+        settings = measured_in(ROOT, os.environ)["COVERAGE_PROCESS_CONFIG"]
+        monkeypatch.setenv("COVERAGE_PROCESS_CONFIG", settings)
+
+
 @pytest.fixture(scope="session")
 def package_index(tmp_path_factory: pytest.TempPathFactory) -> None:
     """Skips a test that installs packages from an index when pip cannot fetch from one here

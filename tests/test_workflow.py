@@ -303,12 +303,16 @@ def test_uv_cache_is_kept_per_session_and_os_and_tools_install_under_the_lock() 
     action = load(GITHUB / "actions" / "setup-nox" / "action.yml")
     (cache,) = [s for s in action["runs"]["steps"] if s.get("uses", "").startswith("actions/cache")]
     assert "${{ runner.os }}-${{ inputs.cache-key }}-" in cache["with"]["key"]
+    # A job without a key (the plan, which installs nothing with uv) keeps no cache.
+    assert cache["if"] == "inputs.cache-key != ''"
+    assert action["inputs"]["cache-key"]["default"] == ""
     install = step_scripts(action["runs"])
     assert "pip install --constraint requirements.lock.txt nox uv" in install
     for name, job in load(WORKFLOW)["jobs"].items():
         for step in job.get("steps", []):
             if step.get("uses") == "./.github/actions/setup-nox":
-                assert step["with"]["cache-key"] in ("plan", "${{ matrix.session }}"), name
+                key = (step.get("with") or {}).get("cache-key")
+                assert key == (None if name == "plan" else "${{ matrix.session }}"), name
     assert load(WORKFLOW)["env"]["UV_COMPILE_BYTECODE"] == "1"
 
 
