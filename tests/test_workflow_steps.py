@@ -157,6 +157,19 @@ def test_the_data_check_fails_naming_the_missing_file(tmp_path: Path) -> None:
     assert run_step(DATA_CHECK, tmp_path, os.environ).returncode == 0
 
 
+@pytest.mark.slow
+def test_the_readme_runs_a_step_as_it_says(child_env: dict[str, str]) -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8").splitlines()
+    (command,) = [line for line in readme if "python -m sessions.ci step" in line]
+    result = subprocess.run(
+        ["bash", "-c", command], cwd=ROOT, env=child_env, stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, text=True, timeout=120,
+    )  # fmt: skip
+    # Linux has no Windows data: the step names what is missing, and fails.
+    assert result.returncode == 1, result.stdout
+    assert result.stdout.startswith("::error::No coverage data from "), result.stdout
+
+
 # A test planted in a copy: its child starts in the folder above the checkout, as the import
 # boundary test's does, and runs {child}.
 PLANTED = """\
