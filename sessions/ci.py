@@ -2,7 +2,7 @@
 
 `python -m sessions.ci` prints GitHub step outputs, one JSON list of session names per tag:
 
-    ci=["tests", "security", "lint"]        gates, on Linux and Windows
+    ci=["tests", "security", "lint"]        gates, on Linux, Windows and macOS
     ci-linux=["export-summary", ...]        tasks that run on Linux only
 
 `python -m sessions.ci env` prints the workflow's environment as NAME=value lines, for
@@ -24,7 +24,7 @@ from pathlib import Path
 from sessions.project import ROOT
 
 # Tag -> where CI runs the sessions that carry it.
-CI_TAGS = {"ci": "Linux and Windows", "ci-linux": "Linux"}
+CI_TAGS = {"ci": "Linux, Windows and macOS", "ci-linux": "Linux"}
 
 WORKFLOW = ROOT / ".github" / "workflows" / "ci.yml"
 ACTIONS = ROOT / ".github" / "actions"
@@ -42,6 +42,8 @@ NOT_APPLIED_LOCALLY = {
 NOT_RUN_LOCALLY = {
     ("setup-nox", "Fonts the PDF tests check for (emoji; Windows ships its own)"): "it needs "
     "sudo, which a CI container has not; .ci/run installs the same Debian package as root",
+    ("setup-nox", "A host name the runner resolves (macOS)"): "it renames a macOS runner, "
+    "whose own name does not resolve; this machine's does",
     ("setup-nox", "Install nox and uv with the lock as constraint"): "it installs into the "
     "runner's Python; .ci/run installs the same packages, under the same lock, into its own venv",
     ("linux", "nox -s ${{ matrix.session }}"): "it runs one session of the matrix; .ci/run runs "

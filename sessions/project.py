@@ -15,3 +15,6 @@ REPORTS = ROOT / "reports"
 BUILD = ROOT / "build"
 # The session summary that `export-summary` publishes (Rule 4).
 SUMMARY = ROOT / "SESSION_SUMMARY.md"
+# The CI matrix's runners and the `sys.platform` each reports: lint type-checks for each, and
+# the coverage job combines one data file from each (reports/.coverage.<platform>).
+CI_PLATFORMS = {"ubuntu-latest": "linux", "windows-latest": "win32", "macos-latest": "darwin"}

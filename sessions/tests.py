@@ -29,7 +29,7 @@ PARALLEL = ["-n", "auto", "--dist", "loadfile", "--no-loadscope-reorder"]
 
 
 def coverage_file() -> str:
-    """A coverage data file per platform, so Linux and Windows runs can be combined."""
+    """A coverage data file per platform, so the Linux, Windows and macOS runs can be combined."""
     return str(REPORTS / f".coverage.{sys.platform}")
 
 

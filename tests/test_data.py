@@ -18,6 +18,7 @@ from sessions.files import remove_tree
 from tests.conftest import ROOT, RecordingSession
 from tests.support.data_cli import PRINTED
 from tests.support.dvc_repo import copy_repo, digest_tree, dvc, isolate, write_data
+from tests.support.platforms import skip_on, windows_separators
 
 
 @pytest.fixture
@@ -100,6 +101,31 @@ def _pattern(case: str) -> str:
     import re
 
     return next(p for p, _ in sessions.data.dvc.FAILURES if re.search(p, REAL_FAILURES[case], re.I))
+
+
+# The same failures in the words of the other systems' sockets, as Python quotes them there
+# (Windows' messages are its documented texts: no Windows machine runs here).
+OTHER_SYSTEMS = {
+    "windows refused": "ERROR: unexpected error - Cannot connect to host 127.0.0.1:9 ssl:default "
+    "[WinError 10061] No connection could be made because the target machine actively refused it",
+    "windows proactor refused": "ERROR: unexpected error - ConnectionRefusedError: [WinError "
+    "1225] The remote computer refused the network connection",
+    "windows reset": "ERROR: failed to push data to the cloud - [WinError 10054] An existing "
+    "connection was forcibly closed by the remote host",
+    "windows unknown host": "ERROR: unexpected error - Cannot connect to host s3.invalid:443 "
+    "ssl:default [getaddrinfo failed] [WinError 11001]",
+    "macos unknown host": "ERROR: unexpected error - Cannot connect to host s3.invalid:443 "
+    "ssl:default [nodename nor servname provided, or not known]",
+}
+
+
+@pytest.mark.parametrize("case", sorted(OTHER_SYSTEMS))
+def test_connection_failures_in_windows_and_macos_words_say_unreachable(case: str) -> None:
+    remote = Remote("s3", "s3://team-bucket/gradient-lab")
+    message = explain("push", OTHER_SYSTEMS[case], ["-r", "s3"], remote)
+    assert message.startswith("dvc push failed: the remote 's3' (s3://team-bucket/gradient-lab) "
+                              "is unreachable;"), message  # fmt: skip
+    assert sessions.data.dvc.is_connection_failure(OTHER_SYSTEMS[case])
 
 
 def test_an_unknown_failure_quotes_dvc_error_line() -> None:
@@ -204,6 +230,23 @@ def test_pull_from_a_remote_without_the_data_fails_clearly(tracked: Path) -> Non
         f"({tracked.parent / 'empty-store'}), which does not exist yet: regenerate it with "
         "`nox -s data -- ensure`"
     )
+
+
+@pytest.mark.slow
+def test_dvc_paths_in_windows_form_are_compared_as_paths(
+    tracked: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # DVC prints the paths it reports with the host's separator: `data\\` on Windows.
+    windows_separators(monkeypatch)
+    (tracked / "data" / "part-000.bin").write_bytes(b"edited")
+    assert sessions.data.session.workspace_state(tracked) == "modified"
+    remove_tree(tracked / "data")
+    assert sessions.data.session.workspace_state(tracked) == "deleted"
+    # A pull from a remote without the data fails (DVC lists data\\ as still deleted).
+    dvc(tracked, "remote", "add", "empty", str(tracked.parent / "empty-store"))
+    remove_tree(tracked / ".dvc" / "cache")
+    with pytest.raises(DataError, match=r"is recorded in data\.dvc but neither in your cache"):
+        run_action("pull", ["-r", "empty"], root=tracked)
 
 
 # --- ensure_data: what training calls first -----------------------------------------------
@@ -363,7 +406,7 @@ def test_data_session_is_listed_but_not_a_ci_gate() -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(sys.platform == "win32", reason="signals a POSIX process group")
+@skip_on("win32", reason="signals a POSIX process group")
 def test_a_push_stopped_midway_says_interrupted_and_the_printed_rerun_completes(
     tracked: Path,
 ) -> None:

@@ -6,7 +6,6 @@ import io
 import os
 import signal
 import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, redirect_stdout
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ from sessions.files import remove_tree
 from tests.support.cutting_proxy import CuttingProxy, Mode
 from tests.support.data_cli import PRINTED, data_env, fresh_copy, nox_data, start_push, wait_until
 from tests.support.dvc_repo import copy_repo, digest_tree, dvc, isolate, write_data
+from tests.support.platforms import skip_on
 from tests.support.s3_server import ACCESS_KEY, BUCKET, SECRET_KEY, S3Server
 
 pytestmark = pytest.mark.slow
@@ -175,7 +175,7 @@ def cut_push(
         proxy.close()
 
 
-@pytest.mark.skipif(sys.platform == "win32", reason="kills a POSIX process group")
+@skip_on("win32", reason="kills a POSIX process group")
 def test_a_killed_push_is_reported_as_interrupted_and_the_printed_rerun_completes(
     server: S3Server,
     tmp_path: Path,

@@ -15,6 +15,7 @@ from experiments import demo_vanishing_gradients as demo
 from gradient_lab import Tracker, provenance, synthetic_data
 from gradient_lab.gradients import VANISHING_RATIO
 from tests.conftest import ROOT
+from tests.support.platforms import skip_on
 from tests.support.wandb_runs import artifacts, history, inspect, run_dirs
 
 TINY = ["--depth", "10", "--width", "16", "--epochs", "3", "--batch-size", "64",
@@ -151,7 +152,7 @@ def test_interrupt_saves_a_checkpoint_and_resume_finishes_the_same_run(
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(sys.platform == "win32", reason="Windows has no SIGTERM to deliver")
+@skip_on("win32", reason="Windows' os.kill terminates; it delivers no SIGTERM")
 def test_sigterm_to_a_running_training_saves_a_checkpoint(
     wandb_offline: Path, data_dir: Path, tmp_path: Path, child_env: dict[str, str]
 ) -> None:

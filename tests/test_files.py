@@ -106,3 +106,72 @@ def test_remove_tree_deletes_a_real_dvc_repository_and_cache(
     remove_tree(cache)
     remove_tree(repo)
     assert not repo.exists()
+
+
+def sharing_violation(path: object) -> PermissionError:
+    """What Windows raises for a file another process holds open (WinError 32)."""
+    error = PermissionError(errno.EACCES, "The process cannot access the file because it is "
+                            "being used by another process", str(path))  # fmt: skip
+    error.winerror = 32  # type: ignore[attr-defined]  # set by Windows only
+    return error
+
+
+@pytest.fixture
+def held_file(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
+    """Windows' sharing rule on every system: a file named `held` cannot be deleted while
+    another process holds it; `state["attempts"]` deletes fail before it lets go."""
+    state = {"attempts": 0, "tried": 0}
+    real_unlink: Callable[..., Any] = os.unlink
+    sleeps: list[float] = []
+
+    def unlink(path: Any, *, dir_fd: int | None = None) -> None:
+        if Path(path).name == "held":
+            state["tried"] += 1
+            if state["tried"] <= state["attempts"]:
+                raise sharing_violation(path)
+        real_unlink(path, dir_fd=dir_fd)
+
+    monkeypatch.setattr(os, "unlink", unlink)
+    monkeypatch.setattr(os, "remove", unlink)
+    monkeypatch.setattr("sessions.files.time.sleep", sleeps.append)
+    return state
+
+
+def test_a_file_held_for_a_moment_is_removed_after_a_wait(
+    tmp_path: Path, held_file: dict[str, int]
+) -> None:
+    (tmp_path / "tree").mkdir()
+    (tmp_path / "tree" / "held").write_bytes(b"open elsewhere")
+    held_file["attempts"] = 4
+    remove_tree(tmp_path / "tree")
+    assert not (tmp_path / "tree").exists()
+    assert held_file["tried"] == 5
+
+
+def test_a_file_held_for_good_fails_with_windows_error(
+    tmp_path: Path, held_file: dict[str, int]
+) -> None:
+    (tmp_path / "tree").mkdir()
+    (tmp_path / "tree" / "held").write_bytes(b"open elsewhere")
+    held_file["attempts"] = 1000
+    with pytest.raises(PermissionError, match="being used by another process"):
+        remove_tree(tmp_path / "tree")
+    assert (tmp_path / "tree" / "held").exists()
+    assert held_file["tried"] == 8  # rmtree's try, then the handler's seven
+
+
+def test_another_permission_error_is_not_retried(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "tree").mkdir()
+    (tmp_path / "tree" / "locked").write_bytes(b"x")
+    calls: list[str] = []
+
+    def unlink(path: Any, *, dir_fd: int | None = None) -> None:
+        calls.append(str(path))
+        raise PermissionError(errno.EACCES, "Access is denied", str(path))
+
+    monkeypatch.setattr(os, "unlink", unlink)
+    with pytest.raises(PermissionError, match="Access is denied"):
+        remove_tree(tmp_path / "tree")
+    assert len(calls) == 2  # rmtree's try, and one after making the entry writable

@@ -21,6 +21,7 @@ import pytest
 import torch
 
 from tests.conftest import ROOT
+from tests.support.platforms import skip_on
 from tests.support.wandb_runs import history, inspect, run_dirs
 
 # Building the venv (torch included) happens in the first test: give it time on a busy machine.
@@ -29,7 +30,7 @@ pytestmark = [
     pytest.mark.timeout(1800),
     # The workspace links the checkout in (Windows needs a privilege for that), and torchrun's
     # rendezvous store needs libuv, which torch's Windows builds lack.
-    pytest.mark.skipif(sys.platform == "win32", reason="symbolic link and torchrun rendezvous"),
+    skip_on("win32", reason="symbolic link and torchrun rendezvous"),
 ]
 
 SCRIPT = Path(__file__).parent / "foreign_project" / "train_cnn.py"

@@ -7,7 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from sessions.project import CI_PLATFORMS
 from tests.conftest import measured_in
+
+PLATFORMS = ("linux", "win32", "darwin")
 
 CLEAN = '''"""A clean module."""
 
@@ -23,11 +26,30 @@ FAULTS = {
         "would be reformatted",
     ),
     "wrong-return": ('"""Planted."""\n\n\ndef f() -> int:\n    return "one"\n', "return-value"),
+    # The platform rules, which only Windows' and macOS' CI legs would otherwise find.
+    "posix-only-call": (
+        '"""Planted."""\n\nimport os\n\n\ndef f() -> None:\n    os.killpg(0, 2)\n',
+        "os.killpg is POSIX-only",
+    ),
+    "windows-unreachable": (
+        '"""Planted."""\n\nimport sys\n\n\ndef f() -> int:\n'
+        '    if not sys.platform.startswith("linux"):\n        return 0\n    return 1\n',
+        "Statement is unreachable",
+    ),
 }
 
 
+@pytest.fixture(scope="module")
+def mypy_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One mypy cache for this file's copies: the first run checks torch's and the standard
+    library's types for each platform, the others recheck the copy's own files (by content:
+    a copy's paths differ, its hashes do not)."""
+    return tmp_path_factory.mktemp("mypy-cache")
+
+
 def lint_project(project: Path, module: str, nox_cmd: list[str], env: dict[str, str]) -> str:
-    (project / "experiments" / "planted.py").write_text(module, encoding="utf-8")
+    # In sessions/: every check covers it, and the platform rules are about the code CI runs.
+    (project / "sessions" / "planted.py").write_text(module, encoding="utf-8")
     result = subprocess.run(
         [*nox_cmd, "--no-venv", "-s", "lint"],
         cwd=project, env=measured_in(project, env), capture_output=True, text=True, timeout=300,
@@ -39,26 +61,45 @@ def lint_project(project: Path, module: str, nox_cmd: list[str], env: dict[str, 
 @pytest.mark.slow
 @pytest.mark.parametrize("fault", sorted(FAULTS))
 def test_planted_fault_fails_and_is_named(
-    fault: str, project_copy: Path, nox_cmd: list[str], child_env: dict[str, str]
+    fault: str, project_copy: Path, nox_cmd: list[str], child_env: dict[str, str], mypy_cache: Path
 ) -> None:
     module, marker = FAULTS[fault]
-    output = lint_project(project_copy, module, nox_cmd, child_env)
+    output = lint_project(
+        project_copy, module, nox_cmd, child_env | {"MYPY_CACHE_DIR": str(mypy_cache)}
+    )
     assert output.startswith("FAILED"), output
     assert marker in output and "planted.py" in output
 
 
 @pytest.mark.slow
 def test_clean_code_passes(
-    project_copy: Path, nox_cmd: list[str], child_env: dict[str, str]
+    project_copy: Path, nox_cmd: list[str], child_env: dict[str, str], mypy_cache: Path
 ) -> None:
-    output = lint_project(project_copy, CLEAN, nox_cmd, child_env)
+    output = lint_project(
+        project_copy, CLEAN, nox_cmd, child_env | {"MYPY_CACHE_DIR": str(mypy_cache)}
+    )
     assert not output.startswith("FAILED"), output
+    for platform in PLATFORMS:
+        assert f"mypy --platform={platform}" in output, output
 
 
-def test_fix_applies_ruff_fixes_and_formatting(tmp_path: Path) -> None:
+def test_lint_checks_each_system_the_ci_matrix_runs_on() -> None:
+    assert sorted(CI_PLATFORMS.values()) == sorted(PLATFORMS)
+
+
+def test_fix_applies_ruff_fixes_and_formatting(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("MYPY_CACHE_DIR", raising=False)
     from sessions import lint
     from tests.conftest import RecordingSession
 
     session = RecordingSession(tmp_path, venv_backend="none", posargs=["--fix"])
     lint.run(session)  # type: ignore[arg-type]
-    assert session.runs == [("ruff", "check", "--fix", "."), ("ruff", "format", "."), ("mypy",)]
+    mypy = [("mypy", f"--platform={p}", f"--cache-dir={Path('.mypy_cache', p)}") for p in PLATFORMS]
+    assert session.runs == [
+        ("ruff", "check", "--fix", "."),
+        ("ruff", "format", "."),
+        ("python", "-m", "sessions.platform_rules"),
+        *mypy,
+    ]

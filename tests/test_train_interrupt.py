@@ -24,13 +24,13 @@ import pytest
 import torch
 
 from tests.conftest import measured_in
+from tests.support.platforms import kill_group, own_process_group, skip_on
 from tests.support.project_copy import build_template
 from tests.support.wandb_runs import history, inspect, run_dirs
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(sys.platform == "win32", reason="process groups and SIGTERM are POSIX"),
-]
+pytestmark = pytest.mark.slow
+# Windows has no process groups to signal (a console's Ctrl-C cannot be sent to another one).
+signals_a_group = skip_on("win32", reason="signals a POSIX process group")
 
 # 4000 steps (4 per epoch): a few seconds, so a signal lands mid-training and a resume is quick.
 TOTAL_STEPS = 4000
@@ -83,7 +83,7 @@ class Job:
         with sigint_not_ignored():
             self.proc = subprocess.Popen(args, cwd=cwd, env=env, stdout=subprocess.PIPE,
                                          stderr=subprocess.STDOUT, text=True,
-                                         start_new_session=True)  # fmt: skip
+                                         **own_process_group())  # fmt: skip
         self.lines: list[str] = []
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
@@ -112,7 +112,7 @@ class Job:
             code = self.proc.wait(timeout=timeout)
         finally:
             if self.proc.poll() is None:
-                os.killpg(self.proc.pid, signal.SIGKILL)
+                kill_group(self.proc)
         self._reader.join(timeout=10)
         return code, self.output
 
@@ -154,6 +154,7 @@ def unbroken(project: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[st
     return weights
 
 
+@signals_a_group
 @pytest.mark.parametrize(
     ("signum", "said"), [(signal.SIGINT, "Ctrl-C (SIGINT)"), (signal.SIGTERM, "SIGTERM")]
 )
@@ -202,6 +203,7 @@ def test_signal_to_the_session_saves_closes_and_resumes(
     assert all(torch.equal(weights[k], unbroken[k]) for k in unbroken)
 
 
+@skip_on("win32", reason="Windows' os.kill ends nox at once, unsignalled")
 @pytest.mark.parametrize(
     ("signum", "who"),
     [
@@ -254,7 +256,7 @@ def child_running(job: Job, marker: bytes) -> int:
     raise AssertionError(f"nox started no {marker!r}:\n{job.output}")
 
 
-@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads /proc (Linux)")
+@skip_on("win32", "darwin", reason="reads /proc")
 def test_ctrl_c_while_torch_imports_prints_one_line(project: Path, tmp_path: Path) -> None:
     job = nox_train(project, tmp_path / "runs", *TRAIN, "--name", "early")
     pid = child_running(job, b"experiments")
@@ -274,7 +276,7 @@ def test_ctrl_c_while_torch_imports_prints_one_line(project: Path, tmp_path: Pat
     assert not run_dirs(tmp_path / "runs")
 
 
-@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads /proc (Linux)")
+@skip_on("win32", "darwin", reason="reads /proc")
 def test_ctrl_c_during_the_data_check_prints_one_line(project: Path, tmp_path: Path) -> None:
     job = nox_train(project, tmp_path / "runs", *TRAIN, "--name", "data-check")
     check = child_running(job, b"sessions.data")
@@ -296,6 +298,7 @@ def test_a_bad_option_fails_before_the_data_check(project: Path, tmp_path: Path)
     assert "sessions.data" not in output and "Traceback" not in output
 
 
+@signals_a_group
 def test_ctrl_c_stops_every_rank_of_a_two_process_job_after_one_step(
     project: Path, tmp_path: Path
 ) -> None:

@@ -11,6 +11,7 @@ import pytest
 
 from sessions import train_tracked
 from tests.conftest import ROOT, RecordingSession, measured_in
+from tests.support.platforms import skip_on
 from tests.support.wandb_runs import inspect, run_dirs
 
 
@@ -118,7 +119,7 @@ def test_session_with_a_bad_option_exits_non_zero(
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(sys.platform == "win32", reason="torchrun's store needs libuv, absent there")
+@skip_on("win32", reason="torchrun's store needs libuv, absent there")
 def test_session_trains_the_demo_in_two_processes_as_one_run(
     tmp_path: Path, child_env: dict[str, str], nox_cmd: list[str], project_copy: Path
 ) -> None:
@@ -164,7 +165,7 @@ def test_the_demo_learns_the_resume_command_from_the_session(tmp_path: Path) -> 
     assert kwargs["interrupt_timeout"] + kwargs["terminate_timeout"] < 10  # before Docker kills
 
 
-@pytest.mark.skipif(sys.platform == "win32", reason="SIGTERM cannot be raised on Windows")
+# Windows has SIGTERM too, and raise_signal calls the handler the session installs for it.
 def test_nox_takes_sigterm_like_ctrl_c_and_only_the_first() -> None:
     import signal
 

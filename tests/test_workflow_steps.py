@@ -18,16 +18,15 @@ import yaml
 
 from sessions import ci
 from tests.conftest import ROOT, measured_in, without_coverage
+from tests.support.platforms import skip_on
 
-pytestmark = pytest.mark.skipif(
-    sys.platform == "win32", reason="the steps run on Linux runners (`shell: bash`)"
-)
+pytestmark = skip_on("win32", reason="the steps run on Linux runners (`shell: bash`)")
 
 PLAN = ("plan", "The sessions of each CI tag, from the noxfile")
 TODAY = ("gate", "Today (the advisory database is fetched once a day)")
 GATE = ("gate", "nox -s ${{ matrix.session }}")
-DATA_CHECK = ("coverage", "Coverage data from both systems")
-COMBINE = ("coverage", "Combine Linux and Windows coverage; gate the total")
+DATA_CHECK = ("coverage", "Coverage data from every system")
+COMBINE = ("coverage", "Combine Linux, Windows and macOS coverage; gate the total")
 OK = ("ok", "Every required job succeeded")
 
 # The steps .ci/run does not run, and the test here that does.
@@ -150,10 +149,14 @@ def test_the_data_check_fails_naming_the_missing_file(tmp_path: Path) -> None:
     result = run_step(DATA_CHECK, tmp_path, os.environ)
     assert result.returncode == 1
     assert result.stdout.splitlines() == [
-        "::error::No coverage data from win32 (reports/.coverage.win32): its tests leg did not "
-        "finish."
+        f"::error::No coverage data from {system} (reports/.coverage.{system}): its tests leg "
+        "did not finish."
+        for system in ("win32", "darwin")
     ]
     (tmp_path / "reports" / ".coverage.win32").write_bytes(b"")
+    result = run_step(DATA_CHECK, tmp_path, os.environ)
+    assert result.returncode == 1 and "win32" not in result.stdout and "darwin" in result.stdout
+    (tmp_path / "reports" / ".coverage.darwin").write_bytes(b"")
     assert run_step(DATA_CHECK, tmp_path, os.environ).returncode == 0
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import itertools
+import json
 import os
 import re
 import shlex
@@ -16,6 +17,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 
 class DataError(RuntimeError):
@@ -53,6 +55,13 @@ def dvc(*args: str, root: Path, env: Mapping[str, str] | None = None) -> Result:
         errors="replace",
     )
     return Result(proc.returncode, proc.stdout, proc.stderr)
+
+
+def json_report(result: Result) -> dict[str, Any]:
+    """The JSON object a `dvc ... --json` command printed (after any warnings)."""
+    start = result.stdout.find("{")
+    report: dict[str, Any] = json.loads(result.stdout[start:]) if start >= 0 else {}
+    return report
 
 
 def command(action: str, args: Sequence[str] = ()) -> str:
@@ -107,10 +116,16 @@ def resolve_remote(args: Sequence[str], root: Path, action: str) -> Remote | Non
 
 # DVC failure text -> what happened and what to do. The first pattern that matches wins.
 # {remote} is the remote's name and URL, {rerun} the command that repeats the user's.
+# Linux's wording, macOS' unknown host, then Windows' (refused: WSAECONNREFUSED and the
+# proactor's ERROR_CONNECTION_REFUSED; reset: WSAECONNRESET; unknown host: WSAHOST_NOT_FOUND),
+# as botocore and aiohttp quote the OS's own message.
 CONNECTION = (
     r"Could not connect to the endpoint URL|Connection refused|Cannot connect to host"
     r"|ConnectTimeout|Name or service not known|Connection reset|Server disconnected"
     r"|ConnectionClosed|EndpointConnectionError|ReadTimeout|Connection aborted"
+    r"|nodename nor servname provided"
+    r"|actively refused|refused the network connection|forcibly closed"
+    r"|WinError (?:10061|1225|10054|11001)"
 )
 FAILURES: tuple[tuple[str, str], ...] = (
     (

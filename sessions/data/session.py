@@ -14,7 +14,6 @@ the remote; pull: the data set is incomplete, or with `--all` any weights are mi
 
 from __future__ import annotations
 
-import json
 import re
 import subprocess
 import sys
@@ -99,16 +98,8 @@ def workspace_state(root: Path, target: str = DATA_DIR) -> str:
     if folder.is_dir() and not any(folder.iterdir()):
         # An empty folder holds no version: a container's bind mount of a fresh clone's data/.
         return "deleted"
-    result = dvc("data", "status", "--json", root=root)
-    if result.returncode != 0:
-        raise DataError(explain("status", result.output))
-    start = result.stdout.find("{")
-    report = json.loads(result.stdout[start:]) if start >= 0 else {}
-    changes = report.get("uncommitted", {})
-    for state in ("modified", "deleted"):
-        if any(entry.rstrip("/") == target for entry in changes.get(state, [])):
-            return state
-    return "current"
+    changes = sync.workspace_changes(root, "status", [])
+    return next((state for state in ("modified", "deleted") if target in changes[state]), "current")
 
 
 def clear(path: Path) -> None:

@@ -9,7 +9,6 @@ warnings are read, never shown raw after a claim of success.
 
 from __future__ import annotations
 
-import json
 import re
 import signal
 import sys
@@ -25,9 +24,11 @@ from sessions.data.dvc import (
     dvc,
     explain,
     is_connection_failure,
+    json_report,
     remote_flag,
     resolve_remote,
 )
+from sessions.files import tool_path
 
 # The data set that training reads, tracked by DATA_DIR.dvc at the repository root.
 DATA_DIR = "data"
@@ -69,7 +70,7 @@ class Output:
         return "push it from a clone that has it"
 
     def owns(self, path: str) -> bool:
-        path = path.rstrip("/")
+        """Whether a repository path (see repo_path) is this output or inside it."""
         return path == self.path or path.startswith(f"{self.path}/")
 
     def named_by(self, targets: Sequence[str]) -> bool:
@@ -186,13 +187,12 @@ def cloud_state(
     result = dvc("status", "--cloud", "--json", "-r", remote.name, *targets, root=root)
     if result.returncode != 0:
         raise DataError(explain(action, result.output, args, remote))
-    start = result.stdout.find("{")
-    report: dict[str, str] = json.loads(result.stdout[start:]) if start >= 0 else {}
+    report: dict[str, str] = json_report(result)
     state = CloudState()
     missing: set[Output] = set()
     new: set[Output] = set()
     for path, status in report.items():
-        owner = next((output for output in outputs if output.owns(path)), None)
+        owner = next((output for output in outputs if output.owns(tool_path(path))), None)
         if owner is None:
             continue
         if status == "missing":
@@ -283,11 +283,9 @@ def workspace_changes(root: Path, action: str, args: Sequence[str]) -> dict[str,
     result = dvc("data", "status", "--json", root=root)
     if result.returncode != 0:
         raise DataError(explain(action, result.output, args))
-    start = result.stdout.find("{")
-    report = json.loads(result.stdout[start:]) if start >= 0 else {}
-    changes = report.get("uncommitted", {})
+    changes = json_report(result).get("uncommitted", {})
     return {
-        state: {path.rstrip("/") for path in changes.get(state, [])}
+        state: {tool_path(path) for path in changes.get(state, [])}
         for state in ("deleted", "modified")
     }
 

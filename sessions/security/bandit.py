@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sessions.files import tool_path
 from sessions.security.policy import (
     ACCEPT_HINT,
     POLICY_NAME,
@@ -58,7 +59,7 @@ def bandit_findings(report: Mapping[str, Any]) -> list[Finding]:
     """Every finding in a bandit JSON report, whatever its severity."""
     findings = []
     for result in report["results"]:
-        path = Path(result["filename"]).as_posix()
+        path = tool_path(result["filename"])
         level = severity_of(result)
         where = f"{result['test_name']}, {level}, {path}:{result['line_number']}"
         findings.append(Finding("bandit", result["test_id"], where, path=path, severity=level))
@@ -97,7 +98,7 @@ def nosec_comments(root: Path, files: Sequence[str]) -> list[Nosec]:
         for token in tokens:
             if token.type == tokenize.COMMENT and (match := NOSEC.search(token.string)):
                 rules = tuple(dict.fromkeys(RULE_ID.findall(match["rest"])))
-                found.append(Nosec(Path(name).as_posix(), token.start[0], rules))
+                found.append(Nosec(tool_path(name), token.start[0], rules))
     return found
 
 
@@ -106,7 +107,7 @@ def nosec_findings(comments: Sequence[Nosec], report: Mapping[str, Any]) -> list
     on its line (a statement over several lines counts on each of them)."""
     on_line: dict[tuple[str, int], list[str]] = {}
     for result in report["results"]:
-        path = Path(result["filename"]).as_posix()
+        path = tool_path(result["filename"])
         for line in result.get("line_range") or [result["line_number"]]:
             on_line.setdefault((path, int(line)), []).append(result["test_id"])
     findings = []

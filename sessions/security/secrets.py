@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from sessions.files import tool_path
 from sessions.security.policy import POLICY_NAME, Acceptance, Finding, GateError, Outcome, judge
 from sessions.security.tools import last_line, run_tool
 
@@ -52,7 +53,7 @@ def scanned_files(git: Path, root: Path) -> list[str]:
 def secret_findings(report: Mapping[str, Any]) -> list[Finding]:
     findings = []
     for path, results in sorted(report["results"].items()):
-        name = Path(path).as_posix()
+        name = tool_path(path)
         for result in results:
             where = f"{result['type']}, {name}:{result['line_number']}"
             findings.append(Finding("secrets", result["hashed_secret"], where, path=name))

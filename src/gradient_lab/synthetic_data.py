@@ -95,13 +95,16 @@ def _save_arrays(
 ) -> None:
     """`np.savez`'s layout, written so that the bytes depend only on the arrays: `np.savez`
     leaves the zip headers to the running Python's zipfile, whose output changed between patch
-    releases (3.11.2 and 3.11.7 write different headers), and DVC records the bytes."""
+    releases (3.11.2 and 3.11.7 write different headers) and with the OS that writes them, and
+    DVC records the bytes."""
     with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as archive:
         for name, array in (("features", features), ("labels", labels)):
             buffer = io.BytesIO()
             np.lib.format.write_array(buffer, np.asanyarray(array), allow_pickle=False)
             entry = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
             entry.external_attr = 0o600 << 16
+            # The "made by" host: zipfile writes 0 (MS-DOS) on Windows, 3 (Unix) elsewhere.
+            entry.create_system = 3
             archive.writestr(entry, buffer.getvalue())
 
 

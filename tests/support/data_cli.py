@@ -16,6 +16,7 @@ from pathlib import Path
 
 from tests.conftest import ROOT, measured_in
 from tests.support.dvc_repo import isolated_env
+from tests.support.platforms import own_process_group
 
 # What the session's messages tell the user to type.
 PRINTED = re.compile(r"`(nox -s data -- [^`]+)`")
@@ -93,13 +94,10 @@ def run_printed(project: Path, env: dict[str, str], printed: str) -> Ran:
 def start_push(repo: Path, env: dict[str, str], *args: str) -> subprocess.Popen[str]:
     """`python -m sessions.data push ARGS` (what the session runs) in its own process group
     with default Ctrl-C handling, so a test can stop it the way a terminal does."""
-    import signal
-
     return subprocess.Popen(
         [sys.executable, "-m", "sessions.data", "push", *args],
         cwd=repo, env={**env, "PYTHONPATH": str(ROOT)}, text=True,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # noqa: PLW1509
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, **own_process_group(),
     )  # fmt: skip
 
 
