@@ -18,6 +18,8 @@ from typing import Any
 
 import pytest
 
+import sessions.data.dvc
+import sessions.data.session
 import sessions.data.sync
 from sessions.data.dvc import Result
 
@@ -52,7 +54,7 @@ def backslashed(value: Any) -> Any:
 
 def windows_separators(monkeypatch: pytest.MonkeyPatch) -> None:
     """DVC's output and os.sep as on Windows; DVC itself still runs for real."""
-    real = sessions.data.sync.dvc
+    real = sessions.data.dvc.dvc
 
     def dvc(*args: str, root: Any, env: Any = None) -> Result:
         result = real(*args, root=root, env=env)
@@ -62,7 +64,8 @@ def windows_separators(monkeypatch: pytest.MonkeyPatch) -> None:
         report = json.dumps(backslashed(json.loads(result.stdout[start:])))
         return Result(result.returncode, result.stdout[:start] + report, result.stderr)
 
-    monkeypatch.setattr(sessions.data.sync, "dvc", dvc)
+    for module in (sessions.data.sync, sessions.data.session):  # each calls DVC by this name
+        monkeypatch.setattr(module, "dvc", dvc)
     monkeypatch.setattr(os, "sep", "\\")
 
 
