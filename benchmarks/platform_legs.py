@@ -67,8 +67,9 @@ def main() -> int:
         wall, cpu = run([*NOX, "-s", "tests", "--", "-m", "not docker"], env)
         ran, skipped = outcomes(ROOT / "reports" / "junit-linux.xml")
         walls[system] = wall
+        ratio = wall / walls["linux"]
         print(f"{system:7} tests leg: {wall:6.1f} s wall, {cpu:6.1f} CPU-s, {ran} ran, "
-              f"{sum(skipped.values())} skipped  ({wall / walls['linux']:.2f}x the linux leg)")  # fmt: skip
+              f"{sum(skipped.values())} skipped  ({ratio:.2f}x the linux leg)")  # fmt: skip
         for reason, count in sorted(skipped.items()):
             print(f"          {count:3} skipped: {reason}")
     if args.lint:
