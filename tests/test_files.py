@@ -7,6 +7,7 @@ import os
 import shutil
 import stat
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -116,48 +117,50 @@ def sharing_violation(path: object) -> PermissionError:
     return error
 
 
+@dataclass
+class HeldFile:
+    tree: Path  # holds the one file, `held`
+    attempts: int = 0  # deletes that fail before the other process lets go
+    tried: int = 0
+    waited: list[float] = field(default_factory=list)
+
+
 @pytest.fixture
-def held_file(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
+def held_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> HeldFile:
     """Windows' sharing rule on every system: a file named `held` cannot be deleted while
-    another process holds it; `state["attempts"]` deletes fail before it lets go."""
-    state = {"attempts": 0, "tried": 0}
+    another process holds it (the first `attempts` deletes); sleeps are recorded, not slept."""
+    held = HeldFile(tmp_path / "tree")
+    held.tree.mkdir()
+    (held.tree / "held").write_bytes(b"open elsewhere")
     real_unlink: Callable[..., Any] = os.unlink
-    sleeps: list[float] = []
 
     def unlink(path: Any, *, dir_fd: int | None = None) -> None:
         if Path(path).name == "held":
-            state["tried"] += 1
-            if state["tried"] <= state["attempts"]:
+            held.tried += 1
+            if held.tried <= held.attempts:
                 raise sharing_violation(path)
         real_unlink(path, dir_fd=dir_fd)
 
     monkeypatch.setattr(os, "unlink", unlink)
     monkeypatch.setattr(os, "remove", unlink)
-    monkeypatch.setattr("sessions.files.time.sleep", sleeps.append)
-    return state
+    monkeypatch.setattr("sessions.files.time.sleep", held.waited.append)
+    return held
 
 
-def test_a_file_held_for_a_moment_is_removed_after_a_wait(
-    tmp_path: Path, held_file: dict[str, int]
-) -> None:
-    (tmp_path / "tree").mkdir()
-    (tmp_path / "tree" / "held").write_bytes(b"open elsewhere")
-    held_file["attempts"] = 4
-    remove_tree(tmp_path / "tree")
-    assert not (tmp_path / "tree").exists()
-    assert held_file["tried"] == 5
+def test_a_file_held_for_a_moment_is_removed_after_a_wait(held_file: HeldFile) -> None:
+    held_file.attempts = 4
+    remove_tree(held_file.tree)
+    assert not held_file.tree.exists()
+    assert held_file.tried == 5
 
 
-def test_a_file_held_for_good_fails_with_windows_error(
-    tmp_path: Path, held_file: dict[str, int]
-) -> None:
-    (tmp_path / "tree").mkdir()
-    (tmp_path / "tree" / "held").write_bytes(b"open elsewhere")
-    held_file["attempts"] = 1000
+def test_a_file_held_for_good_fails_with_windows_error(held_file: HeldFile) -> None:
+    held_file.attempts = 1000
     with pytest.raises(PermissionError, match="being used by another process"):
-        remove_tree(tmp_path / "tree")
-    assert (tmp_path / "tree" / "held").exists()
-    assert held_file["tried"] == 8  # rmtree's try, then the handler's seven
+        remove_tree(held_file.tree)
+    assert (held_file.tree / "held").exists()
+    assert held_file.tried == 8  # rmtree's try, then the handler's seven
+    assert 2 < sum(held_file.waited) < 5, "a few seconds, then the error"
 
 
 def test_another_permission_error_is_not_retried(
