@@ -70,7 +70,7 @@ class Output:
         return "push it from a clone that has it"
 
     def owns(self, path: str) -> bool:
-        """Whether a repository path (see repo_path) is this output or inside it."""
+        """Whether a repository path (see tool_path) is this output or inside it."""
         return path == self.path or path.startswith(f"{self.path}/")
 
     def named_by(self, targets: Sequence[str]) -> bool:
