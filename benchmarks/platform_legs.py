@@ -59,17 +59,22 @@ def outcomes(junit: Path) -> tuple[int, collections.Counter[str]]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--lint", action="store_true", help="also time a cold nox -s lint")
+    parser.add_argument(
+        "--systems", nargs="+", choices=SYSTEMS, default=SYSTEMS,
+        help="the legs to run, in this order (the first is the baseline of the ratios); in a "
+        "fresh clone the first leg also pays for the files' first timing (schedule.py)",
+    )  # fmt: skip
     args = parser.parse_args()
     print(f"cores: {os.cpu_count()}  load before: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
     walls: dict[str, float] = {}
-    for system in SYSTEMS:
+    for system in args.systems:
         env = {**os.environ, "TESTS_SKIP_AS": system}
         wall, cpu = run([*NOX, "-s", "tests", "--", "-m", "not docker"], env)
         ran, skipped = outcomes(ROOT / "reports" / "junit-linux.xml")
         walls[system] = wall
-        ratio = wall / walls["linux"]
+        ratio = f"{wall / walls[args.systems[0]]:.2f}x the {args.systems[0]} leg"
         print(f"{system:7} tests leg: {wall:6.1f} s wall, {cpu:6.1f} CPU-s, {ran} ran, "
-              f"{sum(skipped.values())} skipped  ({ratio:.2f}x the linux leg)")  # fmt: skip
+              f"{sum(skipped.values())} skipped  ({ratio})")  # fmt: skip
         for reason, count in sorted(skipped.items()):
             print(f"          {count:3} skipped: {reason}")
     if args.lint:

@@ -75,6 +75,16 @@ def test_every_action_is_pinned_to_a_commit_with_its_version() -> None:
             assert re.search(r"#\s*v\d", comment), f"{path.name}: {action} lacks a version comment"
 
 
+def test_every_gate_leg_has_its_own_time_limit() -> None:
+    # `${{ matrix.minutes }}` is empty for an OS without an `include` entry, and GitHub then
+    # lets the job run for six hours.
+    gate = load(WORKFLOW)["jobs"]["gate"]
+    assert gate["timeout-minutes"] == "${{ matrix.minutes }}"
+    limits = {entry["os"]: entry["minutes"] for entry in gate["strategy"]["matrix"]["include"]}
+    assert sorted(limits) == sorted(CI_PLATFORMS)
+    assert all(isinstance(minutes, int) and 10 <= minutes <= 120 for minutes in limits.values())
+
+
 def test_hardening() -> None:
     workflow = load(WORKFLOW)
     assert workflow["permissions"] == {"contents": "read"}
