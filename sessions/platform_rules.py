@@ -45,9 +45,7 @@ POSIX_ATTRIBUTES: dict[str, dict[str, str]] = {
         **dict.fromkeys(("alarm", "pause", "setitimer", "pthread_kill"), "Windows lacks it"),
     },
 }
-POSIX_MODULES = dict.fromkeys(
-    ("fcntl", "grp", "pwd", "pty", "resource", "termios"), "a POSIX-only module"
-)
+POSIX_MODULES = {"fcntl", "grp", "pwd", "pty", "resource", "termios"}
 # subprocess's POSIX-only keywords: on Windows a ValueError, or silently nothing.
 POSIX_KEYWORDS = {
     "preexec_fn": "a ValueError on Windows",
@@ -98,11 +96,10 @@ def _check(node: ast.AST) -> Iterator[tuple[int, str]]:
         if why:
             yield line, f"{node.value.id}.{node.attr} is POSIX-only ({why})"
     elif isinstance(node, ast.Import | ast.ImportFrom):
-        names = [node.module or ""] if isinstance(node, ast.ImportFrom) else []
-        names += [alias.name for alias in node.names] if isinstance(node, ast.Import) else []
-        for name in names:
+        imported = (node.module or "") if isinstance(node, ast.ImportFrom) else None
+        for name in [imported] if imported is not None else [a.name for a in node.names]:
             if name.split(".")[0] in POSIX_MODULES:
-                yield line, f"{name} is {POSIX_MODULES[name.split('.')[0]]}"
+                yield line, f"{name} is a POSIX-only module"
     elif isinstance(node, ast.Call):
         for keyword in node.keywords:
             why = POSIX_KEYWORDS.get(keyword.arg or "")

@@ -1,7 +1,7 @@
 """The other systems' side of the platform rules, simulated on Linux (no Windows or macOS
 machine runs here): their skips, DVC's separator, their Popen options.
 
-Every platform skip in the tests is `skip_on(SYSTEM, ..., reason=...)`. On Linux,
+Every platform skip in the tests is `skip_on(system, ..., reason=...)`. On Linux,
 TESTS_SKIP_AS=win32 (or darwin) applies that system's skips instead, so the tests the Windows
 or macOS leg runs can be counted and timed here: `TESTS_SKIP_AS=win32 nox -s tests`. It only
 ever adds skips: on Windows and macOS the variable is ignored."""
