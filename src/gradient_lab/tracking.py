@@ -23,9 +23,8 @@ here rather than by `wandb.watch`: its hooks run in every backward pass and send
 per parameter, which cost the demo more than all the rest together.)
 
 Mode: `WANDB_MODE` when set, online when `WANDB_API_KEY` is set, else offline (no account
-needed). Tests that do not test tracking pass `mode="disabled"`. Online, a missing key or a
-server that does not answer within `INIT_TIMEOUT` seconds (`WANDB_INIT_TIMEOUT` overrides) is a
-`TrackingError` of one sentence, before training starts.
+needed). Tests that do not test tracking pass `mode="disabled"`. How online failures are
+reported: `wandb_start`.
 
 Distributed (torchrun): one run per job. Rank 0 logs and saves; `track()` gives every other
 rank an `IdleTracker`, whose calls do nothing. World size and backend go into the config.
@@ -60,19 +59,13 @@ from gradient_lab.gradients import LayerGradNorms, gradient_health
 from gradient_lab.layout import DEFAULT_RUN_DIR, MODELS_DIR
 from gradient_lab.provenance import provenance
 from gradient_lab.values import config_dict, scalars
+from gradient_lab.wandb_start import start_run
 
 PROJECT = "gradient-lab"
 MODES = ("online", "offline", "disabled")
 DEFAULT_LOG_EVERY = 10
 # Histograms cost far more than norms: every 100 steps keeps them near free.
 DEFAULT_WATCH_EVERY = 100
-# Seconds an online run may take to start: W&B's own default (90) is a long wait for a typo in
-# WANDB_BASE_URL or a network that is down.
-INIT_TIMEOUT = 15
-OFFLINE_HINT = (
-    "or train offline with WANDB_MODE=offline and upload the run later with "
-    "`wandb sync <run folder>`"
-)
 
 
 def resolve_mode(mode: str | None = None, environ: Mapping[str, str] = os.environ) -> str:
@@ -353,27 +346,6 @@ def wandb_cli() -> str:
     return str(path) if path.is_absolute() or path.parent != Path() else f"./{path}"
 
 
-def _start_run(mode: Literal["online", "offline", "disabled"], **init: Any) -> Any:
-    """wandb.init, with online failures turned into one sentence each, within INIT_TIMEOUT."""
-    if mode == "online" and not wandb.login(prompt=False, verify=False):
-        raise TrackingError(
-            "W&B is set to log online but finds no API key: run `wandb login` or set "
-            f"WANDB_API_KEY, {OFFLINE_HINT}."
-        )
-    timeout = float(os.environ.get("WANDB_INIT_TIMEOUT") or INIT_TIMEOUT)
-    try:
-        return wandb.init(mode=mode, settings=wandb.Settings(init_timeout=timeout), **init)
-    except wandb.errors.CommError as error:
-        server = os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai")
-        raise TrackingError(
-            f"W&B's server {server} did not answer within {timeout:.0f} s: check the network "
-            f"and WANDB_BASE_URL (WANDB_INIT_TIMEOUT waits longer), {OFFLINE_HINT}."
-        ) from error
-    except wandb.errors.Error as error:
-        reason = str(error).strip().splitlines()[0].rstrip(".") if str(error).strip() else ""
-        raise TrackingError(f"W&B could not start the run ({reason}): {OFFLINE_HINT}.") from error
-
-
 @contextmanager
 def track(
     experiment: str,
@@ -411,7 +383,7 @@ def track(
     folder = resolve_run_dir(run_dir)
     os.environ.setdefault("WANDB_SILENT", "true")
     jobs = {"world_size": distributed.world_size(), "backend": distributed.backend()}
-    run = _start_run(
+    run = start_run(
         cast(Literal["online", "offline", "disabled"], chosen_mode),
         project=os.environ.get("WANDB_PROJECT", PROJECT),
         job_type=experiment,
