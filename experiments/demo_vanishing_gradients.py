@@ -260,8 +260,8 @@ def train(
     logits = t.model(t.features)
     final = loss_fn(logits, t.labels)
     final.backward()
-    names, norms = LayerGradNorms(t.model).compute()
-    layer_norms = dict(zip(names, norms.tolist(), strict=True))
+    layers = LayerGradNorms(t.model).compute()
+    layer_norms = dict(zip(layers.names, layers.norms.tolist(), strict=True))
     t.optimizer.zero_grad()
     with torch.no_grad():
         accuracy = (logits.argmax(1) == t.labels).float().mean().item()
@@ -352,7 +352,7 @@ def run_all(args: argparse.Namespace, argv: Sequence[str] = ()) -> int:
             write_metrics(results, args.metrics)
         if tracker.logs and tracker.mode == "offline":
             print(f"Look at a run: {wandb_cli()} leet {tracker.run_dir}")
-            print(f"Upload it later: {wandb_cli()} sync {tracker.run_dir}")
+            print(f"Upload it later: {tracker.sync_command()}")
     return 0
 
 

@@ -146,3 +146,27 @@ def test_torchrun_launches_of_the_demo_make_one_run_each_with_the_models_names(
     if sys.platform != "win32":  # the viewer needs a terminal; Linux and macOS can fake one
         shown = seen_by_a_terminal([str((ROOT / command[0]).resolve()), *command[1:]], ROOT)
         assert f"ID: {run_dir.name.rsplit('-', 1)[1]}" in shown, shown[-2000:]
+
+
+@pytest.mark.slow
+@skip_on("win32", reason="torchrun's store needs libuv, absent there")
+def test_a_layer_ddp_does_not_synchronise_stops_the_job_with_one_sentence(
+    tmp_path: Path,
+) -> None:
+    """Frozen before DDP wraps the model, then unfrozen: each rank trains it on its own
+    shard. The ranks' gradients for it differ at the first logging step after unfreezing."""
+    script = ROOT / "tests" / "foreign_project" / "train_cnn.py"
+    common = [*torchrun(), str(script), "--steps", "20", "--unfreeze-stem-at", "5"]
+    wrong = subprocess.run([*common, "--freeze-before-wrap"], cwd=tmp_path,
+                           env=launch_env(tmp_path), capture_output=True, text=True,
+                           timeout=600)  # fmt: skip
+    assert wrong.returncode != 0
+    assert (
+        "TrackingError: Layer stem has a different gradient on each rank at step 9: "
+        "DistributedDataParallel does not synchronise it"
+    ) in wrong.stderr
+    assert "find_unused_parameters=True" in wrong.stderr
+    # The example's own way (frozen after wrapping) trains the same layer in step on both ranks.
+    right = subprocess.run(common, cwd=tmp_path, env=launch_env(tmp_path),
+                           capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert right.returncode == 0, right.stderr[-3000:]

@@ -78,17 +78,40 @@ def teardown() -> None:
         dist.destroy_process_group()
 
 
+def is_ddp(model: nn.Module) -> bool:
+    """Whether DistributedDataParallel wraps the model (under torch.compile's wrapper, too)."""
+    while True:
+        if isinstance(model, nn.parallel.DistributedDataParallel):
+            return True
+        inner = unwrap_once(model)
+        if inner is None:
+            return False
+        model = inner
+
+
+def gather_rows(values: torch.Tensor) -> torch.Tensor:
+    """Every rank's `values` (a 1-D tensor of the same length on each), one row per rank:
+    one all_gather. nccl gathers on the GPU; gloo on the CPU."""
+    rows = [torch.empty_like(values) for _ in range(dist.get_world_size())]
+    dist.all_gather(rows, values.contiguous())
+    return torch.stack(rows)
+
+
+def unwrap_once(model: nn.Module) -> nn.Module | None:
+    """The model one wrapper (DDP, DataParallel, torch.compile) in; None when none wraps it."""
+    inner: Any = None
+    if isinstance(model, nn.parallel.DistributedDataParallel | nn.DataParallel):
+        inner = model.module
+    elif type(model).__name__ == "OptimizedModule":  # torch.compile's wrapper
+        inner = getattr(model, "_orig_mod", None)
+    return inner if isinstance(inner, nn.Module) else None
+
+
 def unwrap(model: nn.Module) -> nn.Module:
     """The model inside DistributedDataParallel, DataParallel and torch.compile wrappers."""
-    while True:
-        inner: Any = None
-        if isinstance(model, nn.parallel.DistributedDataParallel | nn.DataParallel):
-            inner = model.module
-        elif type(model).__name__ == "OptimizedModule":  # torch.compile's wrapper
-            inner = getattr(model, "_orig_mod", None)
-        if not isinstance(inner, nn.Module):
-            return model
+    while (inner := unwrap_once(model)) is not None:
         model = inner
+    return model
 
 
 def clean_name(name: str) -> str:

@@ -28,6 +28,9 @@ class LayerNorms(NamedTuple):
 
     names: list[str]
     norms: torch.Tensor  # on the model's device, one per name
+    # Positions in `names` of the first and last layer the health check compares; None when
+    # fewer than two layers that sit at one depth each have a gradient.
+    ends: tuple[int, int] | None = None
 
 
 class LayerGradNorms:
@@ -36,6 +39,10 @@ class LayerGradNorms:
     A layer is a module that owns parameters directly (a Linear, a norm layer), in the order
     the model registers them, so the first layer is the input side and the last the output.
     Names are the model's own: DDP, DataParallel and torch.compile wrappers are seen through.
+    A tensor shared by several modules (tied input and output embeddings, a reused block) is
+    measured once, under the name `named_parameters()` gives it first; it sits at more than one
+    depth, so the first-to-last check leaves its layer out and compares the first and last
+    layers whose parameters are their own.
     Every parameter is watched; at each computation only those that take part in training
     (`requires_grad`) and have a gradient count, so a layer frozen mid-run drops out and one
     unfrozen later comes in, and a layer without a gradient is never reported as norm 0.
@@ -46,9 +53,18 @@ class LayerGradNorms:
         self.params: list[torch.Tensor] = []
         self.param_names: list[str] = []  # as model.named_parameters() calls them
         owners: list[int] = []
+        seen: dict[int, int] = {}  # id of a tensor: the layer that measures it
+        self.shared: set[int] = set()  # layers with a tensor another module uses too
         for name, module in distributed.unwrap(model).named_modules():
-            own = list(module.named_parameters(recurse=False))
+            own = []
+            for n, p in module.named_parameters(recurse=False):
+                if id(p) in seen:
+                    self.shared.add(seen[id(p)])
+                else:
+                    own.append((n, p))
             if own:
+                for _, p in own:
+                    seen[id(p)] = len(self.names)
                 owners += [len(self.names)] * len(own)
                 self.names.append(distributed.clean_name(name) or type(module).__name__)
                 self.params += [p for _, p in own]
@@ -57,36 +73,85 @@ class LayerGradNorms:
         if not self.names:
             raise TrackingError("The model has no parameters to track.")
         self._owners = owners
-        self._index: tuple[tuple[int, ...], torch.Tensor, list[str]] | None = None
+        self._index: tuple[tuple[int, ...], torch.Tensor, list[str], tuple[int, int] | None] | None
+        self._index = None
 
-    def _present(self) -> list[int]:
+    def present(self) -> list[int]:
         """Indices of the parameters that are trained and have a gradient now."""
         return [i for i, p in enumerate(self.params) if p.grad is not None and p.requires_grad]
 
-    def compute(self) -> LayerNorms:
-        """Norms of the layers that have a gradient, on the model's device; no host sync."""
-        present = self._present()
-        device = self.params[0].device
-        if not present:
-            return LayerNorms([], torch.zeros(0, device=device))
+    def _layers(self, present: list[int]) -> tuple[torch.Tensor, list[str], tuple[int, int] | None]:
+        """For these parameters: each one's slot among their layers, the layers' names, and
+        the slots of the first and last layers at one depth each (cached per trained set)."""
         key = tuple(present)
         if self._index is None or self._index[0] != key:  # the trained set changed
+            device = self.params[0].device
             layers = sorted({self._owners[i] for i in present})
             slot = {layer: n for n, layer in enumerate(layers)}
             index = torch.tensor([slot[self._owners[i]] for i in present], device=device)
-            self._index = (key, index, [self.names[layer] for layer in layers])
-        _, index, names = self._index
+            single = [slot[layer] for layer in layers if layer not in self.shared]
+            ends = (single[0], single[-1]) if len(single) > 1 else None
+            self._index = (key, index, [self.names[layer] for layer in layers], ends)
+        _, index, names, ends = self._index
+        return index, names, ends
+
+    def _per_layer(self, present: list[int], values: list[torch.Tensor]) -> torch.Tensor:
+        """Per-parameter norms folded into per-layer norms: sqrt of the sum of squares."""
+        index, names, _ = self._layers(present)
+        squares = torch.stack(values).float() ** 2
+        sums = torch.zeros(len(names), device=squares.device).index_add_(0, index, squares)
+        return sums.sqrt()
+
+    def nothing(self) -> LayerNorms:
+        """No layer: what `compute` gives when no gradient exists."""
+        return LayerNorms([], torch.zeros(0, device=self.params[0].device))
+
+    def compute(self) -> LayerNorms:
+        """Norms of the layers that have a gradient, on the model's device; no host sync."""
+        present = self.present()
+        if not present:
+            return self.nothing()
         grads = [self.params[i].grad for i in present]
-        squares = torch.stack(torch._foreach_norm(grads)).float() ** 2  # type: ignore[arg-type]
-        sums = torch.zeros(len(names), device=device).index_add_(0, index, squares)
-        return LayerNorms(list(names), sums.sqrt())
+        norms = self._per_layer(present, list(torch._foreach_norm(grads)))  # type: ignore[arg-type]
+        _, names, ends = self._layers(present)
+        return LayerNorms(list(names), norms, ends)
+
+    def nonfinite(self) -> dict[str, int]:
+        """Per layer, how many gradient values are NaN or infinite (layers with any)."""
+        present = self.present()
+        if not present:
+            return {}
+        index, names, _ = self._layers(present)
+        counts = torch.stack([(~g.isfinite()).sum() for i in present
+                              if (g := self.params[i].grad) is not None])  # fmt: skip
+        per_layer = torch.zeros(len(names), dtype=counts.dtype, device=counts.device)
+        per_layer.index_add_(0, index, counts)
+        return {name: n for name, n in zip(names, per_layer.tolist(), strict=True) if n}
+
+    def snapshot(self) -> tuple[list[int], list[torch.Tensor]]:
+        """A copy of the trained weights, to measure the optimizer's next update against."""
+        present = self.present()
+        return present, [self.params[i].detach().clone() for i in present]
+
+    def update_ratios(self, before: tuple[list[int], list[torch.Tensor]]) -> LayerNorms:
+        """Per layer, the size of the update since `before` over the size of the weights
+        (|w_now - w_before| / |w_before|), on the device; no host sync."""
+        present, weights = before
+        if not present:
+            return self.nothing()
+        now = [self.params[i].detach() for i in present]
+        steps = torch._foreach_sub(now, weights)
+        updates = self._per_layer(present, list(torch._foreach_norm(steps)))
+        sizes = self._per_layer(present, list(torch._foreach_norm(weights)))
+        _, names, _ = self._layers(present)
+        return LayerNorms(list(names), updates / sizes)
 
     def histograms(self, bins: int = HISTOGRAM_BINS) -> dict[str, wandb.Histogram]:
         """`gradients/<parameter>` histograms of the gradients, drawn as `wandb.watch` draws
         them (over min..max, non-finite values left out, one bin for a constant tensor)."""
         named = [
             (self.param_names[i], grad.detach().flatten().float())
-            for i in self._present()
+            for i in self.present()
             if (grad := self.params[i].grad) is not None
         ]
         if not named:
@@ -123,6 +188,8 @@ def _finite_span(
 
 def gradient_health(ratio: float) -> str:
     """ "vanishing", "exploding" or "healthy" for a first-to-last layer gradient-norm ratio."""
+    if math.isnan(ratio):
+        return "nonfinite"
     if ratio < VANISHING_RATIO:
         return "vanishing"
     if ratio > EXPLODING_RATIO:

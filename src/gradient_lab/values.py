@@ -37,7 +37,7 @@ def _one(key: str, value: object) -> torch.Tensor | float:
         return float(value.item())
     raise TypeError(
         f"Metric {key!r} must be a number, a one-element tensor, a numpy scalar or a sequence "
-        f"of them (e.g. one learning rate per parameter group), not {_describe(value)}."
+        f"or dict of them (e.g. one learning rate per parameter group), not {_describe(value)}."
     )
 
 
@@ -48,8 +48,14 @@ def _describe(value: object) -> str:
 
 
 def scalars(key: str, value: object) -> dict[str, torch.Tensor | float]:
-    """The scalars a metric value stands for: itself, or `key/group<i>` for each item of a
-    sequence (a list of learning rates, one per parameter group)."""
+    """The scalars a metric value stands for: itself, `key/group<i>` for each item of a
+    sequence (a list of learning rates, one per parameter group) or `key/<name>` for each
+    item of a dict (`lr={"decay": ..., "no_decay": ...}`)."""
+    if isinstance(value, Mapping):
+        result: dict[str, torch.Tensor | float] = {}
+        for name, item in value.items():
+            result |= scalars(f"{key}/{name}", item)
+        return result
     if isinstance(value, Sequence) and not isinstance(value, str | bytes):
         return {f"{key}/group{i}": _one(f"{key}/group{i}", item) for i, item in enumerate(value)}
     return {key: _one(key, value)}

@@ -3,7 +3,9 @@
 Conv, batch norm, dropout; two parameter groups with a scheduler; a stem layer frozen as if
 pre-trained (`--unfreeze-stem-at` trains it from that step); `--freeze-conv-at` freezes the
 conv layer mid-run; gradient accumulation; bf16 autocast on CPU. Under torchrun each process
-trains on its own shard, with DDP.
+trains on its own shard, with DDP: the model is wrapped while every layer trains and frozen
+after (`find_unused_parameters=True`), since DDP never synchronises a parameter that was
+frozen when it was wrapped (`--freeze-before-wrap` makes that mistake; the tracker stops it).
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=0.05)
     parser.add_argument("--unfreeze-stem-at", type=int, default=-1)
     parser.add_argument("--freeze-conv-at", type=int, default=-1)
+    parser.add_argument("--freeze-before-wrap", action="store_true")
     config = parser.parse_args()
 
     torch.set_num_threads(1)
@@ -52,14 +55,18 @@ def main() -> None:
     images, labels = images[this::world].to(device), labels[this::world].to(device)
 
     net = Net().to(device)
-    net.stem.requires_grad_(False)  # as if pre-trained
+    if config.freeze_before_wrap:
+        net.stem.requires_grad_(False)
     body = [p for name, p in net.named_parameters() if not name.startswith("head.")]
     optimizer = torch.optim.SGD(
         [{"params": body}, {"params": net.head.parameters(), "lr": config.lr / 10}],
         lr=config.lr, momentum=0.9,
     )  # fmt: skip
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=10, gamma=0.5)
-    model = nn.parallel.DistributedDataParallel(net) if world > 1 else net
+    model = (
+        nn.parallel.DistributedDataParallel(net, find_unused_parameters=True) if world > 1 else net
+    )
+    net.stem.requires_grad_(False)  # as if pre-trained
     loss_fn = nn.CrossEntropyLoss()
     steps, size = config.steps, config.batch_size
 

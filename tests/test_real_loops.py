@@ -1,0 +1,198 @@
+"""What the layer records for loops the demo does not have: tied weights, evaluation at its
+own cadence, a last partial interval, dict metrics, NaN gradients, update ratios, checkpoints.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from torch import nn
+
+from gradient_lab import tracking
+from tests.support.wandb_runs import history, inspect, run_dirs
+
+
+class TiedLM(nn.Module):
+    """A character-level language model whose output layer is its input embedding."""
+
+    def __init__(self, vocab: int = 11, width: int = 8, context: int = 6) -> None:
+        super().__init__()
+        self.tok_emb = nn.Embedding(vocab, width)
+        self.pos_emb = nn.Embedding(context, width)
+        self.block = nn.Linear(width, width)
+        self.ln_f = nn.LayerNorm(width)
+        self.lm_head = nn.Linear(width, vocab, bias=False)
+        self.lm_head.weight = self.tok_emb.weight  # tied
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        x = self.tok_emb(tokens) + self.pos_emb(torch.arange(tokens.shape[1]))
+        out: torch.Tensor = self.lm_head(self.ln_f(torch.relu(self.block(x))))
+        return out
+
+
+class Rows:
+    """Stands in for a W&B run: the rows, their steps, the summary."""
+
+    def __init__(self) -> None:
+        self.summary: dict[str, Any] = {}
+        self.logged: list[tuple[int, dict[str, Any]]] = []
+
+    def log(self, row: dict[str, Any], step: int) -> None:
+        self.logged.append((step, row))
+
+
+def lm_step(model: TiedLM, optimizer: torch.optim.Optimizer) -> torch.Tensor:
+    tokens = torch.randint(0, 11, (4, 6))
+    logits = model(tokens)
+    loss = nn.functional.cross_entropy(logits.flatten(0, 1), tokens.roll(-1, 1).flatten())
+    loss.backward()
+    return loss.detach()
+
+
+def test_a_tied_tensor_is_measured_once_and_left_out_of_the_depth_check() -> None:
+    torch.manual_seed(0)
+    model = TiedLM()
+    norms = tracking.LayerGradNorms(model)
+    assert norms.names == ["tok_emb", "pos_emb", "block", "ln_f"]  # lm_head owns nothing new
+    assert (
+        norms.param_names.count("tok_emb.weight") == 1 and "lm_head.weight" not in norms.param_names
+    )
+    lm_step(model, torch.optim.SGD(model.parameters(), lr=0.1))
+    layers = norms.compute()
+    assert layers.ends == (1, 3)  # pos_emb to ln_f: the tied embedding sits at both ends
+    assert set(norms.histograms()) == {f"gradients/{n}" for n in norms.param_names}
+
+
+@pytest.mark.slow
+def test_a_model_of_one_layer_is_unchecked_not_healthy(wandb_offline: Path, tmp_path: Path) -> None:
+    model = nn.Linear(3, 1)
+    with tracking.track("one", {}, model, models_dir=tmp_path, log_every=1) as tracker:
+        model(torch.ones(2, 3)).sum().backward()
+        tracker.step(0, loss=torch.tensor(1.0))
+    (run_dir,) = run_dirs(wandb_offline)
+    assert inspect(run_dir)["summary"]["gradients/health"] == "unchecked"
+    assert "grad_norm/first_to_last" not in history(run_dir)[0]
+
+
+@pytest.mark.slow
+def test_eval_at_its_own_steps_dict_metrics_and_the_last_interval_reach_the_run(
+    wandb_offline: Path, tmp_path: Path
+) -> None:
+    torch.manual_seed(0)
+    model = TiedLM()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    with tracking.track("lm", {}, model, models_dir=tmp_path, log_every=10, watch_every=10) as t:
+        for step in range(25):
+            loss = lm_step(model, optimizer)
+            t.step(step, loss=loss, lr={"decay": 0.01, "no_decay": 0.02})
+            optimizer.step()
+            optimizer.zero_grad()
+            if step % 10 == 4:
+                t.log(step, **{"val/loss": torch.tensor(float(step))})
+    (run_dir,) = run_dirs(wandb_offline)
+    rows = history(run_dir)
+    val = {row["_step"]: row["val/loss"] for row in rows if "val/loss" in row}
+    assert val == {4: 4.0, 14: 14.0, 24: 24.0}  # at exactly the steps they were computed
+    losses = {row["_step"] for row in rows if "loss" in row}
+    assert losses == {9, 19, 24}  # the last five steps are not dropped
+    last = next(row for row in rows if row["_step"] == 24)
+    assert (last["lr/decay"], last["lr/no_decay"]) == (0.01, 0.02)
+    keys = {k for row in rows for k in row}
+    assert "grad_norm/tok_emb" in keys and "grad_norm/lm_head" not in keys
+    assert "gradients/lm_head.weight" not in keys
+    assert {"update_ratio/tok_emb", "update_ratio/ln_f"} <= keys
+    ratios = [row["grad_norm/first_to_last"] for row in rows if "grad_norm/first_to_last" in row]
+    assert ratios and all(r != pytest.approx(1.0) for r in ratios)
+    assert inspect(run_dir)["summary"]["gradients/health"] in {"healthy", "vanishing", "exploding"}
+
+
+def test_update_ratio_is_the_optimizers_step_over_the_weights() -> None:
+    model = nn.Sequential(nn.Linear(2, 2, bias=False), nn.Linear(2, 1, bias=False))
+    run = Rows()
+    tracker = tracking.Tracker(run, model, "offline", 1, Path("unused"), watch_every=1)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
+    for step in range(2):
+        model(torch.ones(1, 2)).sum().backward()
+        before = model[0].weight.detach().clone()
+        grad = model[0].weight.grad.clone()  # type: ignore[union-attr]
+        tracker.step(step)
+        optimizer.step()
+        optimizer.zero_grad()
+    tracker.flush()
+    expected = (0.5 * grad).norm() / before.norm()
+    (_, last), *_ = reversed(run.logged)
+    assert last["update_ratio/0"] == pytest.approx(expected.item(), rel=1e-5)
+
+
+def test_nan_gradients_are_counted_and_named_not_called_healthy(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    model = nn.Sequential(nn.Linear(3, 3), nn.Linear(3, 3), nn.Linear(3, 1))
+    run = Rows()
+    tracker = tracking.Tracker(run, model, "offline", log_every=2, models_dir=Path("unused"))
+    for step in range(6):
+        model.zero_grad()
+        model(torch.ones(2, 3)).sum().backward()
+        if step == 3:
+            model[1].weight.grad[0, :2] = float("nan")  # type: ignore[index]
+        tracker.step(step, loss=torch.tensor(1.0))
+    rows = dict(run.logged)
+    assert rows[1]["nonfinite/total"] == 0 and "nonfinite/1" not in rows[1]
+    assert rows[3]["nonfinite/1"] == 2 and rows[3]["nonfinite/total"] == 2
+    assert math.isnan(rows[3]["grad_norm/1"]) and "grad_norm/first_to_last" not in rows[3]
+    assert run.summary["gradients/nonfinite"] == "step 3, layer 1"
+    assert tracker.flags == {"nonfinite"}
+    assert "non-finite gradients at step 3: layer 1 has 2 NaN" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_a_stopped_loop_closes_the_run_stopped_and_resumes_it_to_the_end(
+    wandb_offline: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import signal
+
+    ckpt = tmp_path / "ckpt.pt"
+
+    def train(resume: Path | None) -> None:
+        torch.manual_seed(0)
+        model = nn.Sequential(nn.Linear(3, 3), nn.Linear(3, 1))
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+        with tracking.track("stop", {}, model, models_dir=tmp_path, log_every=5,
+                            resume=resume) as tracker:  # fmt: skip
+            start = tracker.restore(model=model, optimizer=optimizer)
+            for step in tracker.steps(range(start, 20)):
+                model(torch.randn(4, 3)).pow(2).mean().backward()
+                tracker.step(step, loss=torch.tensor(float(step)))
+                optimizer.step()
+                optimizer.zero_grad()
+                if step == 7 and resume is None:
+                    signal.raise_signal(signal.SIGINT)  # as Ctrl-C would, between steps
+            tracker.save_checkpoint(ckpt, model=model, optimizer=optimizer)
+
+    with pytest.raises(SystemExit) as stopped:
+        train(None)
+    assert stopped.value.code == 130
+    assert "Stopped by Ctrl-C (SIGINT) after step 7" in capsys.readouterr().err
+    (first,) = run_dirs(wandb_offline)
+    run = inspect(first)
+    assert run["summary"]["stopped_by"] == "Ctrl-C (SIGINT)"
+    assert run["exit_code"] == 130 or run.get("state") != "finished", run
+    assert {row["_step"] for row in history(first) if "loss" in row} == {4, 7}
+    train(ckpt)
+    first_again, second = run_dirs(wandb_offline)
+    assert first_again == first and second.name.endswith(first.name.rsplit("-", 1)[1])
+    assert {row["_step"] for row in history(second) if "loss" in row} == {9, 14, 19}
+    err = capsys.readouterr().err
+    assert f"sync {first} {second}" in err  # the message names both folders
+
+
+def test_a_checkpoint_that_is_missing_or_foreign_is_one_sentence(tmp_path: Path) -> None:
+    with pytest.raises(tracking.TrackingError, match="Nothing to resume: there is no checkpoint"):
+        tracking.read_checkpoint(tmp_path / "none.pt")
+    torch.save({"model": {}}, tmp_path / "other.pt")
+    with pytest.raises(tracking.TrackingError, match=r"not written by tracker\.save_checkpoint"):
+        tracking.read_checkpoint(tmp_path / "other.pt")
