@@ -530,3 +530,16 @@ def test_clear_empties_a_folder_but_keeps_it(tmp_path: Path) -> None:
     stray.write_text("x", encoding="utf-8")
     clear(stray)
     assert not stray.exists()
+
+
+def test_the_same_weights_saved_twice_are_the_same_bytes(tmp_path: Path) -> None:
+    """DVC records weights by their bytes: a retrain that gives the same weights must not look
+    like new ones (torch names a saved archive's records after the file it writes)."""
+    import torch
+
+    from gradient_lab.files import atomic_save
+
+    state = torch.nn.Linear(3, 2).state_dict()
+    first = atomic_save(state, tmp_path / "a" / "model.pt").read_bytes()
+    assert atomic_save(state, tmp_path / "b" / "model.pt").read_bytes() == first
+    assert torch.load(tmp_path / "a" / "model.pt", weights_only=True).keys() == state.keys()

@@ -30,8 +30,15 @@ def atomic_write(path: Path, write: Callable[[Path], object]) -> Path:
 
 
 def atomic_save(obj: object, path: Path) -> Path:
-    """torch.save through a temporary file, so an interruption never leaves half a file."""
-    return atomic_write(path, lambda partial: torch.save(obj, partial))
+    """torch.save through a temporary file, so an interruption never leaves half a file. The
+    same object gives the same bytes: saved to a path, torch names the archive's records after
+    that (temporary, unique) file; saved to an open file, "archive/" each time."""
+
+    def save(partial: Path) -> None:
+        with partial.open("wb") as handle:
+            torch.save(obj, handle)
+
+    return atomic_write(path, save)
 
 
 def link_or_copy(source: Path, target: Path) -> Path:
