@@ -11,6 +11,7 @@ import importlib.util
 import os
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 import venv
@@ -21,6 +22,7 @@ import pytest
 import torch
 
 from tests.conftest import ROOT
+from tests.support.jobs import Job
 from tests.support.platforms import skip_on
 from tests.support.wandb_runs import history, inspect, run_dirs
 
@@ -34,6 +36,7 @@ pytestmark = [
 ]
 
 SCRIPT = Path(__file__).parent / "foreign_project" / "train_cnn.py"
+LM = Path(__file__).parent / "foreign_project" / "train_tiny_lm.py"
 
 
 def readme_section() -> str:
@@ -62,14 +65,16 @@ def bin_dir(env_dir: Path) -> Path:
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory: pytest.TempPathFactory, package_index: None) -> dict[str, Path]:
     """A folder holding `gradient-lab` (this checkout), `my-project` (a git repository with
-    the CNN script, committed) and `venv` (empty, then the README's install command)."""
+    the CNN and language model scripts, committed) and `venv` (empty, then the README's
+    install command)."""
     root = tmp_path_factory.mktemp("workspace")
     (root / "gradient-lab").symlink_to(ROOT, target_is_directory=True)
     project = root / "my-project"
     project.mkdir()
-    shutil.copy(SCRIPT, project / SCRIPT.name)
+    for script in (SCRIPT, LM):
+        shutil.copy(script, project / script.name)
     git = ["git", "-c", "user.name=Test", "-c", "user.email=test@example.org"]
-    for args in (["init", "-q"], ["add", SCRIPT.name], ["commit", "-q", "-m", "a CNN"]):
+    for args in (["init", "-q"], ["add", "."], ["commit", "-q", "-m", "a CNN and an LM"]):
         subprocess.run([*git, *args], cwd=project, check=True, capture_output=True)
     venv.EnvBuilder(with_pip=True).create(root / "venv")
     python = bin_dir(root / "venv") / "python"
@@ -172,3 +177,131 @@ def test_torchrun_launches_of_the_script_make_one_run_each(
         weights = torch.load(project / "models" / "my-experiment.pt", weights_only=True)
         load_net().load_state_dict(weights)
         assert not list((project / "models").glob(".*partial"))
+
+
+def run_lm(
+    workspace: dict[str, Path], folder: Path, *args: str
+) -> subprocess.CompletedProcess[str]:
+    """The language model script, started from `folder` beside the project (its runs and
+    checkpoint go there; the project's own tree stays clean)."""
+    folder.mkdir(exist_ok=True)
+    return subprocess.run(
+        [str(workspace["bin"] / "python"), str(workspace["project"] / LM.name), *args],
+        cwd=folder, env=foreign_env(folder), capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+
+
+def test_a_weight_tied_language_model_is_measured_once_and_evaluated_at_its_own_steps(
+    workspace: dict[str, Path],
+) -> None:
+    """Tied embeddings, AdamW with two groups, warm-up and cosine decay, clipping, bf16
+    autocast; 55 steps logged every 10, evaluation every 25 (steps 24 and 49)."""
+    folder = workspace["root"] / "tied"
+    result = run_lm(workspace, folder, "--steps", "55")
+    assert result.returncode == 0, result.stderr
+    assert "WARNING" not in result.stderr, result.stderr
+    (run_dir,) = run_dirs(folder)
+    run, rows = inspect(run_dir), history(run_dir)
+    assert run["config"]["provenance"]["git_repository"] == "my-project"
+    # Metrics at their own cadence, at exactly their steps; the last five steps are not lost.
+    assert {r["_step"] for r in rows if "val/loss" in r} == {24, 49}
+    assert {r["_step"] for r in rows if "loss" in r} == {9, 19, 29, 39, 49, 54}
+    last = rows[-1]
+    assert last["_step"] == 54 and {"lr/decay", "lr/no_decay", "grad_norm_before_clip"} <= set(last)
+    assert last["lr/decay"] == pytest.approx(run["summary"]["lr/no_decay"])
+    # One tensor, one series: the tied weight is tok_emb's, not also lm_head's.
+    keys = {k for row in rows for k in row}
+    assert "grad_norm/tok_emb" in keys and not [k for k in keys if "lm_head" in k]
+    assert "gradients/tok_emb.weight.bins" in keys  # its histogram, once
+    ratios = [r["grad_norm/first_to_last"] for r in rows if "grad_norm/first_to_last" in r]
+    assert len(ratios) == 5 and all(r != pytest.approx(1.0) for r in ratios)
+    assert run["summary"]["gradients/health"] in {"healthy", "vanishing", "exploding"}
+    # The update ratio, every watch_every (20) steps, in the row after each watch.
+    assert {r["_step"] for r in rows if "update_ratio/mlp.0" in r} == {29, 49}
+    assert all(r["nonfinite/total"] == 0 for r in rows if "loss" in r and r["_step"] != 54)
+
+
+@pytest.mark.parametrize(
+    ("clip", "where"),
+    [("0", "step 19, layer mlp.0"), ("1.0", "step 19, every layer")],
+    ids=["unclipped", "clipped"],
+)
+def test_a_nan_gradient_is_named_with_its_step_and_layer(
+    workspace: dict[str, Path], clip: str, where: str
+) -> None:
+    """NaN planted in three values of mlp.0's gradient at step 19. Clipped, it reaches every
+    layer through the total norm, and the summary says so rather than name the first."""
+    folder = workspace["root"] / f"nan-{clip}"
+    result = run_lm(workspace, folder, "--steps", "30", "--nan-at", "19", "--clip", clip)
+    assert result.returncode == 0, result.stderr
+    (run_dir,) = run_dirs(folder)
+    summary = inspect(run_dir)["summary"]
+    assert summary["gradients/nonfinite"] == where
+    assert summary["gradients/health"] == "nonfinite"
+    row = next(r for r in history(run_dir) if r["_step"] == 19)
+    assert row["nonfinite/mlp.0"] == (3 if clip == "0" else 544)  # mlp.0: 32x16 + 32 values
+    assert row["nonfinite/total"] == sum(v for k, v in row.items() if k.startswith("nonfinite/")
+                                         and k != "nonfinite/total")  # fmt: skip
+    assert "grad_norm/first_to_last" not in row
+    assert "WARNING: non-finite gradients at step 19" in result.stderr
+
+
+def test_ctrl_c_to_the_process_group_stops_the_run_and_the_checkpoint_resumes_it(
+    workspace: dict[str, Path],
+) -> None:
+    """Ctrl-C reaches the script and W&B's service process together, as in a terminal. The
+    run closes stopped with exit code 130; `--resume` continues the same run to the end, with
+    the losses an unbroken run has; the closing message's `wandb sync` names both folders."""
+    folder = workspace["root"] / "stop"
+    folder.mkdir()
+    python, script = str(workspace["bin"] / "python"), str(workspace["project"] / LM.name)
+    args = ["--steps", "100", "--seconds-per-step", "0.05"]
+    job = Job([python, script, *args], cwd=folder, env=foreign_env(folder))
+    job.wait_for("step 24: val/loss")
+    job.signal_group(signal.SIGINT)
+    code, output = job.finish()
+    assert code == 130, output
+    assert "Traceback" not in output
+    (stopped,) = run_dirs(folder)
+    assert "Stopped by Ctrl-C (SIGINT) after step " in output and str(stopped.name) in output
+    run = inspect(stopped)
+    assert run["summary"]["stopped_by"] == "Ctrl-C (SIGINT)"
+    assert run["exit_code"] == 130, run
+    at = run["summary"]["stopped_at_step"]
+    assert {r["_step"] for r in history(stopped) if "loss" in r} >= {9, 19}
+    resumed = run_lm(workspace, folder, *args, "--resume", "checkpoint.pt")
+    assert resumed.returncode == 0, resumed.stderr
+    first, second = run_dirs(folder)
+    assert first == stopped and second.name.rsplit("-", 1)[1] == stopped.name.rsplit("-", 1)[1]
+    later = history(second)
+    assert min(r["_step"] for r in later) >= at and later[-1]["_step"] == 99
+    # The same losses as a run that was never stopped: model, optimizer, schedule and random
+    # state all came back.
+    unbroken = run_lm(workspace, workspace["root"] / "unbroken", "--steps", "100")
+    assert unbroken.returncode == 0, unbroken.stderr
+    assert resumed.stdout.splitlines()[-3] == unbroken.stdout.splitlines()[-3]  # step 99's
+    # The message names both folders in one command, and W&B's sync reads both.
+    sync = shlex.split(resumed.stderr.split("upload them all with: ", 1)[1].splitlines()[0])
+    assert sync[1:] == ["sync", str(first.relative_to(folder)), str(second.relative_to(folder))]
+    dry = subprocess.run([*sync, "--dry-run"], cwd=folder, env=foreign_env(folder),
+                         capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert dry.returncode == 0, dry.stderr
+    assert "Would sync 2 run(s)" in dry.stdout + dry.stderr
+    assert all(f"{d.name}/run-" in dry.stdout + dry.stderr for d in (first, second))
+
+
+def test_ddp_with_a_layer_frozen_before_wrapping_stops_with_one_sentence(
+    workspace: dict[str, Path], tmp_path: Path
+) -> None:
+    """The mistake the CNN example used to make: frozen before DDP wraps, then unfrozen."""
+    result = subprocess.run(
+        [str(workspace["bin"] / "torchrun"), "--standalone", "--nproc_per_node=2", SCRIPT.name,
+         "--steps", "20", "--unfreeze-stem-at", "5", "--freeze-before-wrap"],
+        cwd=workspace["project"], env=foreign_env(tmp_path), capture_output=True, text=True,
+        timeout=600,
+    )  # fmt: skip
+    assert result.returncode != 0
+    assert (
+        "TrackingError: Layer stem has a different gradient on each rank at step 9: "
+        "DistributedDataParallel does not synchronise it"
+    ) in result.stderr

@@ -14,17 +14,16 @@ import shlex
 import signal
 import subprocess
 import sys
-import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import suppress
 from pathlib import Path
 
 import pytest
 import torch
 
 from tests.conftest import measured_in
-from tests.support.platforms import kill_group, own_process_group, skip_on
+from tests.support.jobs import Job
+from tests.support.platforms import skip_on
 from tests.support.project_copy import build_template
 from tests.support.wandb_runs import history, inspect, run_dirs
 
@@ -60,61 +59,6 @@ def session_env(project: Path, runs: Path) -> dict[str, str]:
             "WANDB_DATA_DIR": str(runs / "data"), "WANDB_CACHE_DIR": str(runs / "cache"),
             "DVC_NO_ANALYTICS": "1", "PYTHONDONTWRITEBYTECODE": "1"}  # fmt: skip
     return env
-
-
-@contextmanager
-def sigint_not_ignored() -> Iterator[None]:
-    """A child inherits an ignored SIGINT (this test run started in the background by a
-    non-interactive shell); a terminal's job never has it ignored."""
-    previous = signal.getsignal(signal.SIGINT)
-    if previous is signal.SIG_IGN:
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-    try:
-        yield
-    finally:
-        if previous is signal.SIG_IGN:
-            signal.signal(signal.SIGINT, previous)
-
-
-class Job:
-    """A command in its own process group, as a terminal's foreground job; output collected."""
-
-    def __init__(self, args: list[str], cwd: Path, env: dict[str, str]) -> None:
-        with sigint_not_ignored():
-            self.proc = subprocess.Popen(args, cwd=cwd, env=env, stdout=subprocess.PIPE,
-                                         stderr=subprocess.STDOUT, text=True,
-                                         **own_process_group())  # fmt: skip
-        self.lines: list[str] = []
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self.lines.append(line)
-
-    @property
-    def output(self) -> str:
-        return "".join(self.lines)
-
-    def wait_for(self, text: str, timeout: float = 180) -> None:
-        deadline = time.monotonic() + timeout
-        while text not in self.output:
-            assert self.proc.poll() is None, f"ended before {text!r}:\n{self.output}"
-            assert time.monotonic() < deadline, f"no {text!r} in time:\n{self.output}"
-            time.sleep(0.05)
-
-    def signal_group(self, signum: int) -> None:
-        os.killpg(self.proc.pid, signum)
-
-    def finish(self, timeout: float = 60) -> tuple[int, str]:
-        try:
-            code = self.proc.wait(timeout=timeout)
-        finally:
-            if self.proc.poll() is None:
-                kill_group(self.proc)
-        self._reader.join(timeout=10)
-        return code, self.output
 
 
 def nox_train(project: Path, runs: Path, *options: str) -> Job:

@@ -330,7 +330,7 @@ class Tracker:
         self._numbers = {}
         self._count = 0
         if nonfinite:
-            self._nonfinite(step, nonfinite)
+            self._nonfinite(step, nonfinite, layers.names)
         elif ratio is not None and layers.ends:
             first_name, last_name = (layers.names[i] for i in layers.ends)
             self._check(step, ratio, first_name, last_name)
@@ -398,12 +398,23 @@ class Tracker:
             self._background.close()
             self._background = None
 
-    def _nonfinite(self, step: int, counts: dict[str, int]) -> None:
+    def _nonfinite(self, step: int, counts: dict[str, int], layers: list[str]) -> None:
+        """Name the first step and layer with a non-finite gradient. When every layer has one
+        at once, the first layer says nothing of where it began: say "every layer" instead."""
+        everywhere = len(layers) > 1 and len(counts) == len(layers)
+        where = "every layer" if everywhere else f"layer {next(iter(counts))}"
         if self.nonfinite_at is None:
-            self.nonfinite_at = f"step {step}, layer {next(iter(counts))}"
+            self.nonfinite_at = f"step {step}, {where}"
+        cause = (
+            " in every layer (a NaN loss, or clip_grad_norm_ spreading one layer's non-finite "
+            "values to all through the total norm: clip_grad_norm_(..., "
+            "error_if_nonfinite=True) stops there)"
+            if everywhere
+            else ""
+        )
         self._flag(
             "nonfinite",
-            f"non-finite gradients at step {step}: "
+            f"non-finite gradients at step {step}{cause}: "
             + ", ".join(f"layer {name} has {count} NaN or infinite values"
                         for name, count in counts.items()) + ".",
             where=self.nonfinite_at,
