@@ -6,14 +6,13 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any
 
 import pytest
 import torch
 from torch import nn
 
 from gradient_lab import tracking
-from tests.support.wandb_runs import history, inspect, run_dirs
+from tests.support.wandb_runs import RecordingRun, history, inspect, run_dirs
 
 
 class TiedLM(nn.Module):
@@ -32,17 +31,6 @@ class TiedLM(nn.Module):
         x = self.tok_emb(tokens) + self.pos_emb(torch.arange(tokens.shape[1]))
         out: torch.Tensor = self.lm_head(self.ln_f(torch.relu(self.block(x))))
         return out
-
-
-class Rows:
-    """Stands in for a W&B run: the rows, their steps, the summary."""
-
-    def __init__(self) -> None:
-        self.summary: dict[str, Any] = {}
-        self.logged: list[tuple[int, dict[str, Any]]] = []
-
-    def log(self, row: dict[str, Any], step: int) -> None:
-        self.logged.append((step, row))
 
 
 def lm_step(model: TiedLM, optimizer: torch.optim.Optimizer) -> torch.Tensor:
@@ -112,7 +100,7 @@ def test_eval_at_its_own_steps_dict_metrics_and_the_last_interval_reach_the_run(
 
 def test_update_ratio_is_the_optimizers_step_over_the_weights() -> None:
     model = nn.Sequential(nn.Linear(2, 2, bias=False), nn.Linear(2, 1, bias=False))
-    run = Rows()
+    run = RecordingRun()
     tracker = tracking.Tracker(run, model, "offline", 1, Path("unused"), watch_every=1)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
     for step in range(2):
@@ -132,7 +120,7 @@ def test_nan_gradients_are_counted_and_named_not_called_healthy(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     model = nn.Sequential(nn.Linear(3, 3), nn.Linear(3, 3), nn.Linear(3, 1))
-    run = Rows()
+    run = RecordingRun()
     tracker = tracking.Tracker(run, model, "offline", log_every=2, models_dir=Path("unused"))
     for step in range(6):
         model.zero_grad()

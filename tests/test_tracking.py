@@ -11,7 +11,7 @@ import torch
 
 from experiments import tiny_regression
 from gradient_lab import gradients, provenance, tracking
-from tests.support.wandb_runs import artifacts, history, inspect, run_dirs
+from tests.support.wandb_runs import RecordingRun, artifacts, history, inspect, run_dirs
 
 
 @pytest.mark.parametrize(
@@ -141,17 +141,6 @@ def test_tiny_script_rejects_bad_steps(capsys: pytest.CaptureFixture[str]) -> No
     with pytest.raises(SystemExit):
         tiny_regression.main(["--steps", "0"])
     assert "--steps must be at least 1" in capsys.readouterr().err
-
-
-class RecordingRun:
-    """Records what a Tracker hands to `run.log` (rows and their steps)."""
-
-    def __init__(self) -> None:
-        self.summary: dict[str, Any] = {}
-        self.logged: list[tuple[int, dict[str, Any]]] = []
-
-    def log(self, row: dict[str, Any], step: int) -> None:
-        self.logged.append((step, row))
 
 
 def test_histograms_match_what_wandb_watch_logs(monkeypatch: pytest.MonkeyPatch) -> None:

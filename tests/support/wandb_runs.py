@@ -1,6 +1,7 @@
 """Read finished offline W&B runs back from disk with W&B's own reader (`wandb leet inspect`).
 
-Each run is read once per test process (runs are read only after they finish).
+Each run is read once per test process (runs are read only after they finish). `RecordingRun`
+stands in for a run where a test looks at what a Tracker hands to W&B, not at the files.
 """
 
 from __future__ import annotations
@@ -56,3 +57,14 @@ def history(run_dir: Path) -> list[dict[str, Any]]:
 
 def artifacts(run_dir: Path) -> list[dict[str, Any]]:
     return [r["artifact"] for r in records(run_dir) if r["type"] == "artifact"]
+
+
+class RecordingRun:
+    """Records what a Tracker hands to `run.log` (rows and their steps)."""
+
+    def __init__(self) -> None:
+        self.summary: dict[str, Any] = {}
+        self.logged: list[tuple[int, dict[str, Any]]] = []
+
+    def log(self, row: dict[str, Any], step: int) -> None:
+        self.logged.append((step, row))
