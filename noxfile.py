@@ -19,6 +19,7 @@ import sessions.build_image
 import sessions.data.session
 import sessions.lint
 import sessions.lock
+import sessions.report.session
 import sessions.security.session
 import sessions.summary.session
 import sessions.tests
@@ -88,6 +89,12 @@ def export_summary(session: nox.Session) -> None:
 def data(session: nox.Session) -> None:
     """DVC-versioned data and weights: `-- pull|push|status|ensure`, or `-- dvc ARGS`."""
     sessions.data.session.run(session)
+
+
+@nox.session(python=PYTHON, venv_backend=TORCH_BACKEND, tags=["ci-report"], default=False)
+def report(session: nox.Session) -> None:
+    """Report what this tree does to training against REF (default: merge base with main)."""
+    sessions.report.session.run(session)
 
 
 @nox.session(python=PYTHON, default=False)

@@ -24,7 +24,11 @@ from pathlib import Path
 from sessions.project import ROOT
 
 # Tag -> where CI runs the sessions that carry it.
-CI_TAGS = {"ci": "Linux, Windows and macOS", "ci-linux": "Linux"}
+CI_TAGS = {
+    "ci": "Linux, Windows and macOS",
+    "ci-linux": "Linux",
+    "ci-report": "Linux, for pull requests and pushes to main, with the report published",
+}
 
 WORKFLOW = ROOT / ".github" / "workflows" / "ci.yml"
 ACTIONS = ROOT / ".github" / "actions"
