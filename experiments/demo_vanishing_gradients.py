@@ -24,7 +24,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, redirect_stdout
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from itertools import pairwise
 from pathlib import Path
 from typing import Any
@@ -116,6 +116,8 @@ class RunResult:
     accuracy: float
     layer_norms: dict[str, float]
     interrupted: bool = False
+    # What the tracker logged at each logging step: the per-step plots file's rows.
+    series: list[dict[str, float]] = field(default_factory=list)
 
     @property
     def ratio(self) -> float:
@@ -141,6 +143,7 @@ class Trainer:
     step: int = 0
     rank: int = 0
     world: int = 1
+    series: list[dict[str, float]] = field(default_factory=list)
 
     @property
     def shard_size(self) -> int:
@@ -160,6 +163,7 @@ class Trainer:
             "model": distributed.state_dict(self.model),
             "optimizer": self.optimizer.state_dict(),
             "step": self.step,
+            "series": self.series,
         }
 
 
@@ -193,6 +197,7 @@ def prepare(
                       rank=distributed.rank(), world=distributed.world_size())  # fmt: skip
     if state is not None:
         trainer.step = int(state["step"])
+        trainer.series = list(state.get("series", []))
     return trainer
 
 
@@ -245,6 +250,8 @@ def train(
             if tracker is not None:
                 accuracy = (logits.argmax(1) == t.labels[index]).float().mean()
                 tracker.step(t.step, loss=loss, accuracy=accuracy, lr=cfg.lr)
+                if tracker.last_row_step == t.step:
+                    t.series.append({"step": t.step, **tracker.last_row})
             t.optimizer.step()
             t.step += 1
             bar.update(1)
@@ -265,7 +272,8 @@ def train(
     t.optimizer.zero_grad()
     with torch.no_grad():
         accuracy = (logits.argmax(1) == t.labels).float().mean().item()
-    return RunResult(t.activation, t.step - first, seconds, final.item(), accuracy, layer_norms)
+    return RunResult(t.activation, t.step - first, seconds, final.item(), accuracy, layer_norms,
+                     series=t.series)  # fmt: skip
 
 
 def norm_figure(result: RunResult) -> Any:
@@ -350,6 +358,8 @@ def run_all(args: argparse.Namespace, argv: Sequence[str] = ()) -> int:
         print_table(results)
         if args.metrics:
             write_metrics(results, args.metrics)
+        if args.plots:
+            write_plots(results, args.plots)
         if tracker.logs and tracker.mode == "offline":
             print(f"Look at a run: {wandb_cli()} leet {tracker.run_dir}")
             print(f"Upload it later: {tracker.sync_command()}")
@@ -428,11 +438,24 @@ def write_metrics(results: list[RunResult], path: Path) -> None:
         r.activation: {"first_to_last": r.ratio, "loss": r.loss, "accuracy": r.accuracy}
         for r in results
     }
+    write_json(figures, path)
+    print(f"Metrics: {path}")
+
+
+def write_plots(results: list[RunResult], path: Path) -> None:
+    """What was logged at each logging step, one row per activation and step, for `dvc plots`
+    (loss, accuracy, `grad_norm/<layer>`, `grad_norm/first_to_last`)."""
+    rows = [{"activation": r.activation, **row} for r in results for row in r.series]
+    write_json(rows, path)
+    print(f"Plots: {path}")
+
+
+def write_json(value: Any, path: Path) -> None:
+    """JSON written whole or not at all."""
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(path.name + ".part")
-    partial.write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")
+    partial.write_text(json.dumps(value, indent=2) + "\n", encoding="utf-8")
     partial.replace(path)
-    print(f"Metrics: {path}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

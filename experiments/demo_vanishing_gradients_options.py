@@ -94,6 +94,8 @@ def parse_options(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--metrics", type=Path, default=None,
                    help="also write the final figures per activation to this JSON")  # fmt: skip
+    p.add_argument("--plots", type=Path, default=None,
+                   help="also write what was logged at each logging step to this JSON")  # fmt: skip
     args = p.parse_args(argv)
     if args.smoke:
         args.epochs, args.samples = SMOKE["epochs"], SMOKE["samples"]

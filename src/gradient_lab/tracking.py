@@ -176,6 +176,10 @@ class Tracker:
         self._updates: LayerNorms | None = None
         self.last_norms: dict[str, float] = {}
         self.last_ratio: float | None = None
+        # The numbers of the last row `step()` logged (scalars, norms, ratios; no histograms)
+        # and its step: what a script keeps of each logging step for its own files.
+        self.last_row: dict[str, float] = {}
+        self.last_row_step: int | None = None
         self.flags: set[str] = set()
         self.nonfinite_at: str | None = None  # "step S, layer L": the first non-finite gradient
         # A loop that stops itself (a signal) sets this; None means "as the block ended".
@@ -318,6 +322,8 @@ class Tracker:
             first, last = (layer_norms[i] for i in layers.ends)
             ratio = first / last if last > 0 else float("inf")
             row["grad_norm/first_to_last"] = ratio
+        self.last_row = {k: float(v) for k, v in row.items() if isinstance(v, int | float)}
+        self.last_row_step = step
         # When this logging interval crossed a multiple of watch_every, so any log_every works.
         crossed = (step + 1) // self.watch_every > (step + 1 - self._count) // self.watch_every
         if measure and crossed:
