@@ -442,11 +442,17 @@ def write_metrics(results: list[RunResult], path: Path) -> None:
     print(f"Metrics: {path}")
 
 
+PLOTTED = ("activation", "step", "loss", "accuracy")
+
+
 def write_plots(results: list[RunResult], path: Path) -> None:
     """What was logged at each logging step, one row per activation and step, for `dvc plots`
-    (loss, accuracy, `grad_norm/<layer>`, `grad_norm/first_to_last`)."""
+    (loss, accuracy, `grad_norm/<layer>`, `grad_norm/first_to_last`). DVC reads a file whose
+    rows have the same keys: a value a row lacks (a layer without a gradient then) is null."""
     rows = [{"activation": r.activation, **row} for r in results for row in r.series]
-    write_json(rows, path)
+    keep = [key for key in dict.fromkeys(k for row in rows for k in row) if key in PLOTTED
+            or key.startswith("grad_norm/")]  # fmt: skip
+    write_json([{key: row.get(key) for key in keep} for row in rows], path)
     print(f"Plots: {path}")
 
 
