@@ -13,7 +13,7 @@ import torch
 
 from experiments import demo_vanishing_gradients as demo
 from gradient_lab import Tracker, provenance, synthetic_data
-from gradient_lab.gradients import VANISHING_RATIO
+from gradient_lab.health import VANISHING_RATIO
 from tests.conftest import ROOT
 from tests.support.platforms import skip_on
 from tests.support.wandb_runs import artifacts, history, inspect, run_dirs

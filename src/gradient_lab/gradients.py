@@ -17,10 +17,6 @@ from gradient_lab import distributed
 from gradient_lab.errors import TrackingError
 
 HISTOGRAM_BINS = 64  # as wandb.watch draws them
-# First layer's gradient norm over the last layer's: below VANISHING the input layers barely
-# learn (the 100x the demo teaches), above EXPLODING they swamp the rest.
-VANISHING_RATIO = 1e-2
-EXPLODING_RATIO = 1e2
 
 
 class LayerNorms(NamedTuple):
@@ -184,14 +180,3 @@ def _finite_span(
         return None
     low, high = torch.stack(torch.aminmax(finite)).tolist()
     return finite, low, high
-
-
-def gradient_health(ratio: float) -> str:
-    """ "vanishing", "exploding" or "healthy" for a first-to-last layer gradient-norm ratio."""
-    if math.isnan(ratio):
-        return "nonfinite"
-    if ratio < VANISHING_RATIO:
-        return "vanishing"
-    if ratio > EXPLODING_RATIO:
-        return "exploding"
-    return "healthy"

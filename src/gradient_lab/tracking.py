@@ -58,7 +58,8 @@ from tqdm import tqdm
 from gradient_lab import distributed
 from gradient_lab.errors import TrackingError
 from gradient_lab.files import atomic_save, link_or_copy
-from gradient_lab.gradients import LayerGradNorms, LayerNorms, gradient_health
+from gradient_lab.gradients import LayerGradNorms, LayerNorms
+from gradient_lab.health import gradient_health
 from gradient_lab.interrupt import StopRequest, describe, should_stop, stop_on_signals
 from gradient_lab.layout import DEFAULT_RUN_DIR, MODELS_DIR
 from gradient_lab.provenance import provenance

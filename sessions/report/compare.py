@@ -1,0 +1,211 @@
+"""What changed between a git ref and the working tree, as DVC itself reports it.
+
+The ref is resolved by git (default: the merge base with `main`), stale train stages are
+retrained with `dvc repro` (DVC's lock decides which), and the comparison is DVC's own
+`params diff`, `metrics diff` and `plots diff` output: nothing here recomputes what DVC knows.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sessions.data.dvc import Result, dvc, dvc_env, json_report
+from sessions.data.session import DATA_DIR, ensure_training_data
+from sessions.report import ReportError
+
+DEFAULT_BASE = "main"
+# Where the train stages keep what the report compares (dvc.yaml, `cache: false`, in git).
+METRICS_DIR = "metrics"
+PLOTS_DIR = "plots"
+# `dvc status` entries that mean a stage's recorded results no longer follow from its inputs.
+# Outputs alone (weights missing from a fresh clone) are not a reason to retrain: the metrics
+# and plots the report reads are in git.
+STALE_MARKS = ("changed command", "changed deps", "always changed")
+
+
+@dataclass(frozen=True)
+class Revision:
+    """The commit the working tree is compared with."""
+
+    name: str  # as given (`main`, `HEAD~1`), or how it was found
+    sha: str
+    subject: str
+
+    @property
+    def short(self) -> str:
+        return self.sha[:8]
+
+
+@dataclass
+class Comparison:
+    """DVC's three diffs between `base` and the working tree, and which stages were retrained."""
+
+    base: Revision
+    retrained: list[str]
+    params: dict[str, dict[str, Any]] = field(default_factory=dict)  # "file:key" -> old/new
+    metrics: dict[str, dict[str, Any]] = field(default_factory=dict)  # "file:key" -> old/new/diff
+    # plots file -> "old" / "new" -> the rows DVC read (without its `rev` column)
+    plots: dict[str, dict[str, list[dict[str, Any]]]] = field(default_factory=dict)
+
+    @property
+    def changed(self) -> bool:
+        """Whether any parameter, metric or per-step row differs."""
+        moved = any(v.get("old") != v.get("new") for v in self.metrics.values())
+        series = any(sides.get("old") != sides.get("new") for sides in self.plots.values())
+        return bool(self.params) or moved or series
+
+
+# How `dvc plots diff` names the working tree's rows.
+WORKSPACE = "workspace"
+
+
+def git(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["git", *args], cwd=root, capture_output=True, text=True, encoding="utf-8", check=False
+    )
+
+
+def resolve(root: Path, ref: str | None) -> Revision:
+    """The commit to compare with: `ref`, or the merge base of HEAD with `main`."""
+    if ref is None:
+        base = next(
+            (found for name in (DEFAULT_BASE, f"origin/{DEFAULT_BASE}")
+             if (found := git(root, "merge-base", "HEAD", name)).returncode == 0),
+            None,
+        )  # fmt: skip
+        if base is None:
+            raise ReportError(
+                f"There is no branch {DEFAULT_BASE} (nor origin/{DEFAULT_BASE}) to compare with: "
+                "name the commit, e.g. `nox -s report -- HEAD~1`."
+            )
+        sha, name = base.stdout.strip(), f"merge base with {DEFAULT_BASE}"
+    else:
+        found = git(root, "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}")
+        if found.returncode != 0:
+            raise ReportError(
+                f"{ref!r} is not a commit, branch or tag of this repository: name one that "
+                "`git log` shows (e.g. main, HEAD~1, a commit id)."
+            )
+        sha, name = found.stdout.strip(), ref
+    subject = git(root, "log", "-1", "--format=%s", sha).stdout.strip()
+    return Revision(name, sha, subject)
+
+
+def tracked_files(root: Path, sha: str, folder: str) -> list[str]:
+    listed = git(root, "ls-tree", "-r", "--name-only", sha, "--", f"{folder}/")
+    return [line for line in listed.stdout.splitlines() if line.endswith(".json")]
+
+
+def check_files(root: Path, base: Revision) -> None:
+    """Both sides must have the train stages' metrics and plots files, or DVC compares nothing."""
+    here = {
+        folder: sorted(p.relative_to(root).as_posix() for p in (root / folder).glob("*.json"))
+        for folder in (METRICS_DIR, PLOTS_DIR)
+    }
+    if not tracked_files(root, base.sha, METRICS_DIR):
+        raise ReportError(
+            f"{base.name} ({base.short}) has no {METRICS_DIR}/*.json: it predates the train "
+            "stages' metrics, so there is nothing to compare with; name a later commit."
+        )
+    if not here[METRICS_DIR]:
+        raise ReportError(
+            f"The working tree has no {METRICS_DIR}/*.json: run `nox -s data -- dvc repro` "
+            "to train the stages first."
+        )
+    there = set(tracked_files(root, base.sha, PLOTS_DIR))
+    for path in here[PLOTS_DIR]:
+        if path not in there:
+            first = git(root, "log", "--diff-filter=A", "--format=%h", "--", path).stdout.split()
+            later = f" (it first appears in {first[-1]})" if first else ""
+            raise ReportError(
+                f"{base.name} ({base.short}) has no {path}{later}: its per-step series cannot "
+                "be compared; name a commit that has it."
+            )
+    for path in sorted(there - set(here[PLOTS_DIR])):
+        raise ReportError(
+            f"The working tree has no {path}, which {base.name} has: run "
+            "`nox -s data -- dvc repro` to write it."
+        )
+
+
+def stale_stages(root: Path) -> list[str]:
+    """Stages whose command, code, data or parameters changed since dvc.lock recorded them."""
+    report = json_report(checked(dvc("status", "--json", root=root), "dvc status"))
+    stale = []
+    for stage, changes in report.items():
+        marks = [c if isinstance(c, str) else next(iter(c)) for c in changes]
+        if any(mark in STALE_MARKS for mark in marks):
+            stale.append(stage.split(":")[-1])
+    return stale
+
+
+def retrain(root: Path, stages: list[str], *, echo: Callable[[str], object] = print) -> None:
+    """`dvc repro` of each stale stage, its output passed through; a failure is one sentence."""
+    for stage in stages:
+        echo(f"Retraining {stage} (its code, data or parameters changed): dvc repro {stage}")
+        proc = subprocess.run(
+            [sys.executable, "-m", "dvc", "repro", "--single-item", stage],
+            cwd=root, env=dvc_env(), check=False,
+        )  # fmt: skip
+        if proc.returncode != 0:
+            raise ReportError(
+                f"`dvc repro {stage}` failed (exit {proc.returncode}): its output above says "
+                "why; fix the stage and run the report again."
+            )
+
+
+def checked(result: Result, what: str) -> Result:
+    if result.returncode != 0:
+        lines = result.output.strip().splitlines() or ["(no output)"]
+        raise ReportError(f"`{what}` failed: {lines[-1].removeprefix('ERROR: ')}")
+    return result
+
+
+def diff(root: Path, base: Revision) -> Comparison:
+    """DVC's params, metrics and plots diffs between `base` and the working tree."""
+    comparison = Comparison(base=base, retrained=[])
+    params = json_report(checked(dvc("params", "diff", base.sha, "--json", root=root),
+                                 "dvc params diff"))  # fmt: skip
+    comparison.params = _flatten(params)
+    metrics = json_report(
+        checked(dvc("metrics", "diff", base.sha, "--all", "--json", root=root), "dvc metrics diff")
+    )
+    comparison.metrics = _flatten(metrics)
+    plots = json_report(checked(dvc("plots", "diff", base.sha, "--json", root=root),
+                                "dvc plots diff"))  # fmt: skip
+    if errors := plots.get("errors"):
+        first = errors[0]
+        raise ReportError(
+            f"DVC could not read {first.get('name')} at {first.get('rev')}: {first.get('msg')}."
+        )
+    for path, renders in plots.get("data", {}).items():
+        sides: dict[str, list[dict[str, Any]]] = {"old": [], "new": []}
+        for render in renders:
+            for row in render.get("content", {}).get("data", {}).get("values", []):
+                side = "new" if row.get("rev") == WORKSPACE else "old"
+                sides[side].append({k: v for k, v in row.items() if k != "rev"})
+        comparison.plots[path] = sides
+    return comparison
+
+
+def _flatten(report: dict[str, dict[str, dict[str, Any]]]) -> dict[str, dict[str, Any]]:
+    return {f"{path}:{key}": values for path, keys in report.items() for key, values in keys.items()}
+
+
+def compare(root: Path, ref: str | None, *, echo: Callable[[str], object] = print) -> Comparison:
+    """Resolve the ref, retrain stale stages, and collect DVC's diffs."""
+    base = resolve(root, ref)
+    check_files(root, base)
+    if not (root / DATA_DIR).exists():  # a fresh clone: DVC would call the data dep deleted
+        ensure_training_data(root)
+    stages = stale_stages(root)
+    if stages:
+        retrain(root, stages, echo=echo)
+    comparison = diff(root, base)
+    comparison.retrained = stages
+    return comparison
