@@ -38,10 +38,30 @@ def delta(old: Any, new: Any) -> str:
     return f"{change} ({(new - old) / abs(old):+.0%})" if old else change
 
 
-def metric_name(key: str) -> str:
-    """`metrics/sigmoid_deep.json:sigmoid.loss` -> `sigmoid_deep: sigmoid.loss`."""
-    path, _, name = key.partition(":")
-    return f"{PurePosixPath(path).stem}: {name}"
+def metric_rows(metrics: dict[str, dict[str, Any]]) -> list[tuple[str, Any, Any]]:
+    """(name, old, new) per metric, `stage: activation.metric` from DVC's
+    `metrics/<stage>.json:<activation>.<metric>` keys. A train stage records one activation; when
+    its parameters change it (sigmoid to relu), DVC sees two sets of keys that each exist on
+    one side only: those are paired, as `stage: metric (sigmoid → relu)`."""
+    by_file: dict[str, dict[str, dict[str, Any]]] = {}
+    for key, values in metrics.items():
+        path, _, name = key.partition(":")
+        by_file.setdefault(PurePosixPath(path).stem, {})[name] = values
+    rows = []
+    for stage, named in by_file.items():
+        groups = {side: {n.partition(".")[0] for n, v in named.items() if v.get(side) is not None}
+                  for side in ("old", "new")}  # fmt: skip
+        olds, news = groups["old"], groups["new"]
+        if len(olds) == len(news) == 1 and olds != news:
+            before, after = next(iter(olds)), next(iter(news))
+            fields = dict.fromkeys(n.partition(".")[2] for n in named)
+            for f in fields:
+                rows.append((f"{stage}: {f} ({before} → {after})",
+                             named.get(f"{before}.{f}", {}).get("old"),
+                             named.get(f"{after}.{f}", {}).get("new")))  # fmt: skip
+        else:
+            rows += [(f"{stage}: {n}", v.get("old"), v.get("new")) for n, v in named.items()]
+    return rows
 
 
 def cell(text: str) -> str:
@@ -91,13 +111,11 @@ def metrics_table(c: Comparison) -> list[str]:
         "| metric | old | new | delta | gradients |",
         "|---|---|---|---|---|",
     ]
-    for key, v in c.metrics.items():
-        old, new = v.get("old"), v.get("new")
+    for name, old, new in metric_rows(c.metrics):
         health = ""
-        if key.endswith(RATIO_METRIC):
+        if name.partition(" (")[0].endswith(RATIO_METRIC):
             before, after = verdict(old), verdict(new)
             health = after if before == after else f"**{before or '-'} → {after or '-'} (changed)**"
-        name = metric_name(key)
         if old != new:
             name = f"**{name}**"
         lines.append(f"| {cell(name)} | {number(old)} | {number(new)} | {delta(old, new)} "
