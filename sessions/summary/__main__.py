@@ -1,4 +1,4 @@
-"""`python -m sessions.summary --to docx,pdf --input FILE --out DIR`."""
+"""`python -m sessions.summary --to docx,pdf --input FILE --out DIR [--report PATH]`."""
 
 import sys
 

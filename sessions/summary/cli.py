@@ -22,6 +22,10 @@ def parser() -> argparse.ArgumentParser:
     cli.add_argument("--input", type=Path, default=SUMMARY, help="the Markdown file")
     cli.add_argument("--out", type=Path, default=DEFAULT_OUT, help="the output folder")
     cli.add_argument(
+        "--report", type=Path, metavar="PATH",
+        help="a Markdown report (e.g. build/report/REPORT.md) appended as a section of its own",
+    )  # fmt: skip
+    cli.add_argument(
         "--toc", action=argparse.BooleanOptionalAction, default=None,
         help="table of contents (default: only for documents with many headings)",
     )  # fmt: skip
@@ -32,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         written = export(
-            args.input, args.out, parse_formats(args.to), toc=args.toc,
+            args.input, args.out, parse_formats(args.to), toc=args.toc, report=args.report,
             warn=lambda message: print(f"export-summary: warning: {message}", file=sys.stderr),
         )  # fmt: skip
     except ExportError as error:

@@ -9,7 +9,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from sessions.summary import ExportError, docx, files, fit, pdf, source
+from sessions.summary import ExportError, appendix, docx, files, fit, pdf, source
 
 FORMATS = ("docx", "pdf")
 
@@ -59,6 +59,7 @@ def export(
     formats: list[str],
     *,
     toc: bool | None = None,
+    report: Path | None = None,
     fonts: pdf.Fonts | None = None,
     warn: Callable[[str], None] = lambda message: None,
 ) -> list[Path]:
@@ -66,12 +67,15 @@ def export(
 
     Checks everything that can be checked before converting (output folder, input text,
     images), converts into a scratch folder, and only then creates the output folder and
-    moves the outputs into place, all of them or none. Problems that do not stop the export
-    (emoji that no font can draw) are passed to `warn`, one sentence each.
+    moves the outputs into place, all of them or none. A `report` (Markdown) is appended as
+    a section of its own, its images relative to its own folder. Problems that do not stop
+    the export (emoji that no font can draw) are passed to `warn`, one sentence each.
     """
     fonts = fonts or pdf.Fonts.from_env()
     files.check_folder(out_dir)
     document = source.parse(input_path)
+    if report is not None:
+        appendix.append(document, appendix.read(report))
     if toc is None:
         toc = len(document.headings) >= source.TOC_MIN_HEADINGS
     if "pdf" in formats:

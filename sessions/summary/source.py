@@ -42,11 +42,12 @@ class Document:
         return plain_text(value) if value is not None else ""
 
 
-def read_text(path: Path) -> str:
+def read_text(path: Path, role: str = "input", option: str = "--input FILE") -> str:
+    """The file's text; `role` and `option` name it and its option in the error messages."""
     if path.is_dir():
-        raise ExportError(f"The input {path} is a folder, not a file (pass --input FILE).")
+        raise ExportError(f"The {role} {path} is a folder, not a file (pass {option}).")
     if not path.is_file():
-        raise ExportError(f"The input file {path} does not exist (pass --input FILE).")
+        raise ExportError(f"The {role} file {path} does not exist (pass {option}).")
     data = path.read_bytes()
     try:
         return data.decode("utf-8-sig")
@@ -58,9 +59,9 @@ def read_text(path: Path) -> str:
         ) from error
 
 
-def parse(path: Path) -> Document:
-    """Read a document, check that its images exist, and fill missing title/author/date."""
-    text = read_text(path)
+def load(path: Path, role: str = "input", option: str = "--input FILE") -> Document:
+    """Read a document and check that its images exist; its metadata as written."""
+    text = read_text(path, role, option)
     import pypandoc  # noqa: PLC0415 - heavy, and only in the summary venv
 
     try:
@@ -69,6 +70,12 @@ def parse(path: Path) -> Document:
         raise ExportError(f"pandoc could not read {path}: {one_line(error)}") from error
     document = Document(path.resolve(), ast)
     document.images = find_images(document)
+    return document
+
+
+def parse(path: Path) -> Document:
+    """Read a document, check that its images exist, and fill missing title/author/date."""
+    document = load(path)
     fill_metadata(document)
     return document
 
