@@ -356,3 +356,73 @@ def test_pytest_has_a_per_test_timeout() -> None:
     assert pyproject["tool"]["pytest"]["ini_options"]["timeout"] > 0
     lock = (ROOT / "requirements.lock.txt").read_text(encoding="utf-8")
     assert re.search(r"^pytest-timeout==", lock, re.MULTILINE)
+
+
+# --- the report job: the one that writes ------------------------------------------------------
+
+
+def test_only_the_report_job_may_write_to_pull_requests() -> None:
+    jobs = load(WORKFLOW)["jobs"]
+    report = jobs["report"]
+    assert report["permissions"] == {"contents": "read", "pull-requests": "write"}
+    for name, job in jobs.items():
+        if name != "report":
+            assert "pull-requests" not in (job.get("permissions") or {}), name
+    assert jobs["plan"]["outputs"]["report"] == "${{ steps.sessions.outputs.ci-report }}"
+    assert report["needs"] == "plan"
+    assert report["if"] == "needs.plan.outputs.report != '[]'"
+    assert report["strategy"]["matrix"]["session"] == "${{ fromJSON(needs.plan.outputs.report) }}"
+    assert report["runs-on"] == "ubuntu-latest"
+
+
+def test_the_report_job_clones_the_history_its_merge_base_needs_without_credentials() -> None:
+    (checkout,) = [
+        s for s in load(WORKFLOW)["jobs"]["report"]["steps"]
+        if s.get("uses", "").startswith("actions/checkout@")
+    ]  # fmt: skip
+    assert checkout["with"] == {"fetch-depth": 0, "persist-credentials": False}
+
+
+def test_only_the_comment_step_gets_the_token_and_only_through_its_env() -> None:
+    workflow = load(WORKFLOW)
+    text = WORKFLOW.read_text(encoding="utf-8")
+    assert text.count("github.token") == 1 and "secrets." not in text
+    holders = [
+        (name, step.get("name"))
+        for name, job in workflow["jobs"].items()
+        for step in job.get("steps", [])
+        if "github.token" in json.dumps(step)
+    ]
+    assert holders == [("report", "The report as the pull request's one comment")]
+    steps = workflow["jobs"]["report"]["steps"]
+    (comment,) = [s for s in steps if s.get("name") == holders[0][1]]
+    assert comment["env"]["GITHUB_TOKEN"] == "${{ github.token }}"
+    assert comment["run"] == "python -m sessions.report.github comment build/report/REPORT.md"
+    assert all("with" not in s or "token" not in s["with"] for s in steps)
+
+
+def test_the_report_is_published_in_the_summary_and_one_artifact() -> None:
+    workflow = load(WORKFLOW)
+    steps = workflow["jobs"]["report"]["steps"]
+    runs = [s.get("run", "") for s in steps]
+    assert "python -m sessions.report.github summary build/report/REPORT.md" in runs
+    session = next(s for s in steps if s.get("id") == "session")
+    assert 'exec nox --reuse-venv=never --session "$SESSION" -- "$ref"' in session["run"]
+    assert session["env"]["BASE_REF"] == "${{ github.base_ref }}"
+    assert session["env"]["BEFORE"] == "${{ github.event.before }}"
+    (upload,) = [s for s in steps if s.get("uses", "").startswith("actions/upload-artifact@")]
+    pinned = {
+        s["uses"] for s in all_steps(workflow) if s.get("uses", "").startswith("actions/upload-")
+    }
+    assert len(pinned) == 1, "every upload uses the same pinned commit"
+    from sessions.report import github
+
+    assert upload["with"]["name"] == github.ARTIFACT
+    assert upload["with"]["path"] == "build/report/"
+    assert upload["if"] == "${{ !cancelled() }}"
+
+
+def test_ci_ok_requires_the_report() -> None:
+    ok = load(WORKFLOW)["jobs"]["ok"]
+    assert "report" in ok["needs"]
+    assert ok["steps"][0]["env"]["REPORT"] == "${{ needs.report.result }}"

@@ -18,6 +18,7 @@ import yaml
 
 from sessions import ci
 from tests.conftest import ROOT, measured_in, without_coverage
+from tests.support.github_api import FakeGitHub
 from tests.support.platforms import skip_on
 
 pytestmark = skip_on("win32", reason="the steps run on Linux runners (`shell: bash`)")
@@ -28,6 +29,9 @@ GATE = ("gate", "nox -s ${{ matrix.session }}")
 DATA_CHECK = ("coverage", "Coverage data from every system")
 COMBINE = ("coverage", "Combine Linux, Windows and macOS coverage; gate the total")
 OK = ("ok", "Every required job succeeded")
+REPORT = ("report", "nox -s ${{ matrix.session }} -- REF")
+SUMMARY = ("report", "The report in the job summary")
+COMMENT = ("report", "The report as the pull request's one comment")
 
 # The steps .ci/run does not run, and the test here that does.
 RUN_BY_TESTS = {
@@ -35,6 +39,9 @@ RUN_BY_TESTS = {
     TODAY: "test_the_today_step_writes_the_date",
     GATE: "test_a_failed_advisory_clone_is_the_security_jobs_last_error",
     OK: "test_the_ok_step_passes_only_when_every_required_job_did",
+    REPORT: "test_the_report_step_compares_with_the_base_as_merged_or_the_commit_before",
+    SUMMARY: "test_the_summary_and_comment_steps_publish_the_report",
+    COMMENT: "test_the_summary_and_comment_steps_publish_the_report",
 }
 
 
@@ -124,22 +131,117 @@ def test_the_today_step_writes_the_date(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("results", "passes"),
     [
-        (("success", "success", "success", "success"), True),
-        (("success", "success", "skipped", "success"), True),
-        (("success", "failure", "success", "success"), False),
-        (("success", "success", "success", "failure"), False),
-        (("success", "success", "failure", "success"), False),
-        (("skipped", "skipped", "skipped", "skipped"), False),
+        (("success", "success", "success", "success", "success"), True),
+        (("success", "success", "skipped", "success", "success"), True),
+        (("success", "success", "success", "success", "skipped"), True),
+        (("success", "failure", "success", "success", "success"), False),
+        (("success", "success", "success", "failure", "success"), False),
+        (("success", "success", "failure", "success", "success"), False),
+        (("success", "success", "success", "success", "failure"), False),
+        (("success", "success", "success", "success", "cancelled"), False),
+        (("skipped", "skipped", "skipped", "skipped", "skipped"), False),
     ],
 )
 def test_the_ok_step_passes_only_when_every_required_job_did(
-    tmp_path: Path, results: tuple[str, str, str, str], passes: bool
+    tmp_path: Path, results: tuple[str, str, str, str, str], passes: bool
 ) -> None:
-    names = dict(zip(("PLAN", "GATE", "LINUX", "COVERAGE"), results, strict=True))
+    names = dict(zip(("PLAN", "GATE", "LINUX", "COVERAGE", "REPORT"), results, strict=True))
     result = run_step(OK, tmp_path, os.environ, **names)
     assert (result.returncode == 0) is passes, result.stdout
-    assert result.stdout.startswith("plan={PLAN} gate={GATE} linux={LINUX} coverage={COVERAGE}"
-                                    .format(**names))  # fmt: skip
+    assert result.stdout.startswith(
+        "plan={PLAN} gate={GATE} linux={LINUX} coverage={COVERAGE} report={REPORT}".format(**names)
+    )
+
+
+def git(cwd: Path, *args: str) -> str:
+    env = os.environ | {
+        "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.org", "GIT_COMMITTER_NAME": "t",
+        "GIT_COMMITTER_EMAIL": "t@example.org", "GIT_CONFIG_NOSYSTEM": "1",
+        "GIT_CONFIG_GLOBAL": os.devnull,
+    }  # fmt: skip
+    return subprocess.run(
+        ["git", *args], cwd=cwd, env=env, capture_output=True, text=True, check=True, timeout=60
+    ).stdout.strip()
+
+
+def commit(repo: Path, message: str) -> str:
+    git(repo, "commit", "--allow-empty", "-q", "-m", message)
+    return git(repo, "rev-parse", "HEAD")
+
+
+@pytest.mark.slow
+def test_the_report_step_compares_with_the_base_as_merged_or_the_commit_before(
+    tmp_path: Path,
+) -> None:
+    # The repository on GitHub: main at B, a pull request's branch off B, then main moves on
+    # (C), GitHub merges the pull request into C for its run (M), and main moves on again (D)
+    # before the job clones it with fetch-depth 0.
+    upstream = tmp_path / "upstream"
+    upstream.mkdir()
+    git(upstream, "init", "-q", "-b", "main")
+    commit(upstream, "A")
+    before = commit(upstream, "B")
+    git(upstream, "checkout", "-q", "-b", "feature")
+    commit(upstream, "F")
+    git(upstream, "checkout", "-q", "main")
+    base_as_merged = commit(upstream, "C")
+    clone = tmp_path / "clone"
+    git(tmp_path, "clone", "-q", str(upstream), str(clone))
+    git(clone, "checkout", "-q", "--detach", base_as_merged)
+    git(clone, "merge", "-q", "--no-ff", "origin/feature", "-m", "Merge F into C")
+    commit(upstream, "D")
+    git(clone, "fetch", "-q", "origin")
+    # nox, as the step runs it: records its arguments.
+    shims = tmp_path / "shims"
+    shims.mkdir()
+    (shims / "nox").write_text('#!/bin/sh\nprintf "%s\\n" "$@" > "$NOX_ARGS"\n', "utf-8")
+    (shims / "nox").chmod(0o755)
+    env = os.environ | {"PATH": os.pathsep.join([str(shims), os.environ["PATH"]])}
+    cases = [
+        ({"EVENT_NAME": "pull_request", "BASE_REF": "main"}, base_as_merged, False),
+        ({"EVENT_NAME": "push", "BEFORE": before}, before, False),
+        ({"EVENT_NAME": "push", "BEFORE": "0" * 40}, base_as_merged, True),
+        ({"EVENT_NAME": "workflow_dispatch"}, base_as_merged, False),
+    ]
+    for variables, ref, noticed in cases:
+        args = tmp_path / "nox-args"
+        result = run_step(REPORT, clone, env, SESSION="report", NOX_ARGS=str(args), **variables)
+        assert result.returncode == 0, result.stdout
+        said = args.read_text(encoding="utf-8").splitlines()
+        assert said == ["--reuse-venv=never", "--session", "report", "--", ref], variables
+        assert ("::notice::" in result.stdout) is noticed, result.stdout
+
+
+@pytest.mark.slow
+def test_the_summary_and_comment_steps_publish_the_report(tmp_path: Path) -> None:
+    report = tmp_path / "build" / "report" / "REPORT.md"
+    report.parent.mkdir(parents=True)
+    report.write_text("# Run report\n\n![Loss](figures/loss.png)\n", encoding="utf-8")
+    event = tmp_path / "event.json"
+    pr = {"number": 3, "head": {"repo": {"full_name": "o/r"}}}
+    event.write_text(json.dumps({"pull_request": pr}), encoding="utf-8")
+    summary = tmp_path / "step-summary.md"
+    # The runner's Python, which finds the checkout's sessions/ from the working directory.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GITHUB_")} | {
+        "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"]]),
+        "PYTHONPATH": str(ROOT),
+        "NO_PROXY": "127.0.0.1",
+        "REPORT_ARTIFACT_URL": "https://github.com/o/r/actions/runs/1/artifacts/2",
+    }
+    result = run_step(SUMMARY, tmp_path, env, GITHUB_STEP_SUMMARY=str(summary))
+    assert result.returncode == 0, result.stdout
+    text = summary.read_text(encoding="utf-8")
+    assert text.startswith("# Run report\n") and "](figures/" not in text
+    assert "[`report` artifact](https://github.com/o/r/actions/runs/1/artifacts/2)" in text
+    with FakeGitHub("o/r", "ghs_step").serving() as api:
+        github = {"GITHUB_API_URL": api.url, "GITHUB_REPOSITORY": "o/r", "GITHUB_ACTOR": "me",
+                  "GITHUB_EVENT_NAME": "pull_request", "GITHUB_EVENT_PATH": str(event),
+                  "GITHUB_TOKEN": "ghs_step"}  # fmt: skip
+        result = run_step(COMMENT, tmp_path, env, **github)
+    assert result.returncode == 0, result.stdout
+    assert "ghs_step" not in result.stdout
+    (posted,) = api.comments[3]
+    assert posted["body"].startswith("<!-- gradient-lab run report -->\n# Run report\n")
 
 
 @pytest.mark.slow
