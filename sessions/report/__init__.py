@@ -1,10 +1,10 @@
 """The `report` session: what a change does to the training, against a git ref.
 
-    compare   the ref, DVC's repro of stale stages, and DVC's params/metrics/plots diffs
-    figures   loss curves, per-layer gradient norms and the first-to-last ratio, old vs new
-    markdown  build/report/REPORT.md: changed parameters, metrics table, figures
-    github    the report in a job summary and one pull-request comment, kept up to date
-    session   the nox session: `nox -s report [-- REF]`
+compare   the ref, DVC's repro of stale stages, and DVC's params/metrics/plots diffs
+figures   loss curves, per-layer gradient norms and the first-to-last ratio, old vs new
+markdown  build/report/REPORT.md: changed parameters, metrics table, figures
+github    the report in a job summary and one pull-request comment, kept up to date
+session   the nox session: `nox -s report [-- REF]`
 """
 
 

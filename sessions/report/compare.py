@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Collection
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,6 +48,7 @@ class Comparison:
 
     base: Revision
     retrained: list[str]
+    notes: list[str] = field(default_factory=list)  # one sentence each, said in the report
     params: dict[str, dict[str, Any]] = field(default_factory=dict)  # "file:key" -> old/new
     metrics: dict[str, dict[str, Any]] = field(default_factory=dict)  # "file:key" -> old/new/diff
     # plots file -> "old" / "new" -> the rows DVC read (without its `rev` column)
@@ -83,7 +85,7 @@ def resolve(root: Path, ref: str | None) -> Revision:
                 f"There is no branch {DEFAULT_BASE} (nor origin/{DEFAULT_BASE}) to compare with: "
                 "name the commit, e.g. `nox -s report -- HEAD~1`."
             )
-        sha, name = base.stdout.strip(), f"merge base with {DEFAULT_BASE}"
+        sha, name = base.stdout.strip(), f"the merge base with {DEFAULT_BASE}"
     else:
         found = git(root, "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}")
         if found.returncode != 0:
@@ -101,8 +103,10 @@ def tracked_files(root: Path, sha: str, folder: str) -> list[str]:
     return [line for line in listed.stdout.splitlines() if line.endswith(".json")]
 
 
-def check_files(root: Path, base: Revision) -> None:
-    """Both sides must have the train stages' metrics and plots files, or DVC compares nothing."""
+def check_files(root: Path, base: Revision) -> list[str]:
+    """Both sides must have metrics, and the working tree every plots file the ref has: else
+    one sentence. Returns the plots files the ref lacks (a new stage, or a ref from before the
+    plots outputs): they are compared with nothing, and the report says so."""
     here = {
         folder: sorted(p.relative_to(root).as_posix() for p in (root / folder).glob("*.json"))
         for folder in (METRICS_DIR, PLOTS_DIR)
@@ -118,19 +122,12 @@ def check_files(root: Path, base: Revision) -> None:
             "to train the stages first."
         )
     there = set(tracked_files(root, base.sha, PLOTS_DIR))
-    for path in here[PLOTS_DIR]:
-        if path not in there:
-            first = git(root, "log", "--diff-filter=A", "--format=%h", "--", path).stdout.split()
-            later = f" (it first appears in {first[-1]})" if first else ""
-            raise ReportError(
-                f"{base.name} ({base.short}) has no {path}{later}: its per-step series cannot "
-                "be compared; name a commit that has it."
-            )
     for path in sorted(there - set(here[PLOTS_DIR])):
         raise ReportError(
             f"The working tree has no {path}, which {base.name} has: run "
             "`nox -s data -- dvc repro` to write it."
         )
+    return [path for path in here[PLOTS_DIR] if path not in there]
 
 
 def stale_stages(root: Path) -> list[str]:
@@ -166,19 +163,24 @@ def checked(result: Result, what: str) -> Result:
     return result
 
 
-def diff(root: Path, base: Revision) -> Comparison:
-    """DVC's params, metrics and plots diffs between `base` and the working tree."""
+def diff(root: Path, base: Revision, absent: Collection[str] = ()) -> Comparison:
+    """DVC's params, metrics and plots diffs between `base` and the working tree; `absent`:
+    plots files the ref does not have (DVC's error for them there is expected)."""
     comparison = Comparison(base=base, retrained=[])
-    params = json_report(checked(dvc("params", "diff", base.sha, "--json", root=root),
-                                 "dvc params diff"))  # fmt: skip
+    commands = {
+        "dvc params diff": ("params", "diff", base.sha, "--json"),
+        "dvc metrics diff": ("metrics", "diff", base.sha, "--all", "--json"),
+        "dvc plots diff": ("plots", "diff", base.sha, "--json"),
+    }
+    # Three DVC processes at once: each spends most of its time starting up.
+    with ThreadPoolExecutor(len(commands)) as pool:
+        running = {what: pool.submit(dvc, *args, root=root) for what, args in commands.items()}
+    params, metrics, plots = (json_report(checked(r.result(), w)) for w, r in running.items())
     comparison.params = _flatten(params)
-    metrics = json_report(
-        checked(dvc("metrics", "diff", base.sha, "--all", "--json", root=root), "dvc metrics diff")
-    )
     comparison.metrics = _flatten(metrics)
-    plots = json_report(checked(dvc("plots", "diff", base.sha, "--json", root=root),
-                                "dvc plots diff"))  # fmt: skip
-    if errors := plots.get("errors"):
+    errors = [e for e in plots.get("errors", [])
+              if not (e.get("name") in absent and e.get("rev") != WORKSPACE)]  # fmt: skip
+    if errors:
         first = errors[0]
         raise ReportError(
             f"DVC could not read {first.get('name')} at {first.get('rev')}: {first.get('msg')}."
@@ -194,18 +196,23 @@ def diff(root: Path, base: Revision) -> Comparison:
 
 
 def _flatten(report: dict[str, dict[str, dict[str, Any]]]) -> dict[str, dict[str, Any]]:
-    return {f"{path}:{key}": values for path, keys in report.items() for key, values in keys.items()}
+    return {f"{path}:{key}": value for path, keys in report.items() for key, value in keys.items()}
 
 
 def compare(root: Path, ref: str | None, *, echo: Callable[[str], object] = print) -> Comparison:
     """Resolve the ref, retrain stale stages, and collect DVC's diffs."""
     base = resolve(root, ref)
-    check_files(root, base)
+    absent = check_files(root, base)
     if not (root / DATA_DIR).exists():  # a fresh clone: DVC would call the data dep deleted
         ensure_training_data(root)
     stages = stale_stages(root)
     if stages:
         retrain(root, stages, echo=echo)
-    comparison = diff(root, base)
+    comparison = diff(root, base, absent)
     comparison.retrained = stages
+    comparison.notes = [
+        f"{base.name} ({base.short}) has no {path} (a new stage, or a commit from before the "
+        "per-step plots): its figures show the working tree alone."
+        for path in absent
+    ]
     return comparison

@@ -88,21 +88,23 @@ def norms(ax: Any, sides: dict[str, list[dict[str, Any]]]) -> None:
     ax.set_ylabel("gradient norm at the last logged step")
 
 
-KINDS = {
-    "loss": (loss, "Training loss, old (dashed) against new"),
-    "grad-norms": (norms, "Per-layer gradient norm at the last logged step, old against new"),
-    "ratio": (ratio, "First-to-last layer gradient-norm ratio over training, old against new"),
-}
+KINDS = {  # file name part: (how it is drawn, title, caption)
+    "loss": (loss, "training loss", "Training loss, old (dashed) against new"),
+    "grad-norms": (norms, "gradient norm per layer",
+                   "Per-layer gradient norm at the last logged step, old against new"),
+    "ratio": (ratio, "first-to-last ratio",
+              "First-to-last layer gradient-norm ratio over training, old against new"),
+}  # fmt: skip
 
 
 def draw(stem: str, sides: dict[str, list[dict[str, Any]]], out: Path) -> list[Drawn]:
     """The three figures of one plots file, as out/<stem>-<kind>.png and .svg."""
     drawn = []
-    for kind, (plot, caption) in KINDS.items():
+    for kind, (plot, title, caption) in KINDS.items():
         fig = Figure(figsize=(6.4, 3.6), dpi=100)
         ax = fig.subplots()
         plot(ax, sides)
-        ax.set_title(f"{stem}: {kind.replace('-', ' ')}")
+        ax.set_title(f"{stem}: {title}")
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=8)
         fig.tight_layout()

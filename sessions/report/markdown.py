@@ -5,7 +5,7 @@
 from __future__ import annotations
 
 import math
-from pathlib import Path, PurePosixPath
+from pathlib import PurePosixPath
 from typing import Any
 
 from gradient_lab.health import gradient_health
@@ -85,6 +85,7 @@ def render(comparison: Comparison, figures: dict[str, list[Drawn]]) -> str:
         ]
     else:
         lines += ["Nothing retrained: dvc.lock says every train stage is up to date.", ""]
+    lines += [*(f"Note: {note}" for note in c.notes), ""] if c.notes else []
     if not c.changed:
         lines += [
             f"**No change**: no parameter, metric or per-step value differs from {base.name}.",
@@ -115,18 +116,10 @@ def metrics_table(c: Comparison) -> list[str]:
         health = ""
         if name.partition(" (")[0].endswith(RATIO_METRIC):
             before, after = verdict(old), verdict(new)
-            health = after if before == after else f"**{before or '-'} → {after or '-'} (changed)**"
-        if old != new:
-            name = f"**{name}**"
-        lines.append(f"| {cell(name)} | {number(old)} | {number(new)} | {delta(old, new)} "
+            health = after if before == after else f"**{before or '-'} → {after or '-'}** (changed)"
+        shown = f"**{name}**" if old != new else name
+        lines.append(f"| {cell(shown)} | {number(old)} | {number(new)} | {delta(old, new)} "
                      f"| {health} |")  # fmt: skip
     lines.append("")
     return lines
 
-
-def figure_paths(report: Path) -> list[Path]:
-    """The figure files a report refers to (PNG, and the SVG twin beside each)."""
-    text = report.read_text(encoding="utf-8")
-    names = [part.split(")")[0] for part in text.split("](figures/")[1:]]
-    folder = report.parent / "figures"
-    return [folder / n for n in names] + [(folder / n).with_suffix(".svg") for n in names]
