@@ -135,8 +135,8 @@ def stale_stages(root: Path) -> list[str]:
     report = json_report(checked(dvc("status", "--json", root=root), "dvc status"))
     stale = []
     for stage, changes in report.items():
-        marks = [c if isinstance(c, str) else next(iter(c)) for c in changes]
-        if any(mark in STALE_MARKS for mark in marks):
+        marks = {mark for c in changes for mark in ([c] if isinstance(c, str) else c)}
+        if marks & set(STALE_MARKS):
             stale.append(stage.split(":")[-1])
     return stale
 
@@ -151,8 +151,8 @@ def retrain(root: Path, stages: list[str], *, echo: Callable[[str], object] = pr
         )  # fmt: skip
         if proc.returncode != 0:
             raise ReportError(
-                f"`dvc repro {stage}` failed (exit {proc.returncode}): its output above says "
-                "why; fix the stage and run the report again."
+                f"`dvc repro {stage}` failed: its output above says why; fix the stage and run "
+                "the report again."
             )
 
 

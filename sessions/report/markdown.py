@@ -122,4 +122,3 @@ def metrics_table(c: Comparison) -> list[str]:
                      f"| {health} |")  # fmt: skip
     lines.append("")
     return lines
-
