@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from experiments import tiny_regression
-from gradient_lab import gradients, provenance, tracking
+from gradient_lab import gradients, health, provenance, tracking
 from tests.support.wandb_runs import RecordingRun, artifacts, history, inspect, run_dirs
 
 
@@ -65,9 +65,10 @@ def test_layer_norms_match_a_per_parameter_computation() -> None:
 
 
 def test_health_thresholds() -> None:
-    assert gradients.gradient_health(1e-5) == "vanishing"
-    assert gradients.gradient_health(0.5) == "healthy"
-    assert gradients.gradient_health(1e5) == "exploding"
+    assert health.gradient_health(1e-5) == "vanishing"
+    assert health.gradient_health(0.5) == "healthy"
+    assert health.gradient_health(1e5) == "exploding"
+    assert health.gradient_health(float("nan")) == "nonfinite"
 
 
 class FakeOnlineRun:
