@@ -273,6 +273,7 @@ def test_metrics_pair_across_an_activation_change_and_mark_a_changed_verdict() -
 def test_delta_is_signed_with_its_share() -> None:
     assert delta(1.0, 0.5) == "-0.5 (-50%)"
     assert delta(0.0, 0.5) == "+0.5"
+    assert delta(1e-6, 0.9) == "+0.9 (9e+05x)"
     assert delta(2, 2) == "0"
     assert delta(None, 1.0) == "-"
 

@@ -35,7 +35,11 @@ def delta(old: Any, new: Any) -> str:
     if old == new:
         return "0"
     change = f"{new - old:+.3g}"
-    return f"{change} ({(new - old) / abs(old):+.0%})" if old else change
+    if not old:
+        return change
+    # A ratio that moves by orders of magnitude reads better as a factor than as a percentage.
+    share = (new - old) / abs(old)
+    return f"{change} ({share:+.0%})" if abs(share) < 10 else f"{change} ({new / old:.2g}x)"
 
 
 def metric_rows(metrics: dict[str, dict[str, Any]]) -> list[tuple[str, Any, Any]]:

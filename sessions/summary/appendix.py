@@ -19,10 +19,10 @@ ID_PREFIX = "report-"
 ATTRIBUTES_AT = {"Header": 1, "CodeBlock": 0, "Div": 0, "Span": 0, "Code": 0, "Link": 0,
                  "Image": 0, "Table": 0, "Figure": 0}  # fmt: skip
 # For the PDF only (Word drops raw typst): the document's figures still waiting for a place are
-# set before the report begins, and the report's figures float only down the page, so none
-# rises above the report's heading into the document's last section or above its own heading.
+# set before the report begins, and the report's figures do not float: each stays under its
+# own heading, where the report puts it (a floating one rose above the "Figures" heading).
 PDF_FIGURES_STAY_IN_THE_SECTION = (
-    "#place.flush()\n#show figure.where(kind: image): set figure(placement: bottom)"
+    "#place.flush()\n#show figure.where(kind: image): set figure(placement: none)"
 )
 
 
