@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sessions.data.dvc import Result, dvc, dvc_env, json_report
+from sessions.data.dvc import DataError, Result, dvc, dvc_env, json_report
 from sessions.data.session import DATA_DIR, ensure_training_data
 from sessions.report import ReportError
 
@@ -122,9 +122,9 @@ def check_files(root: Path, base: Revision) -> list[str]:
             "to train the stages first."
         )
     there = set(tracked_files(root, base.sha, PLOTS_DIR))
-    for path in sorted(there - set(here[PLOTS_DIR])):
+    if missing := sorted(there - set(here[PLOTS_DIR])):
         raise ReportError(
-            f"The working tree has no {path}, which {base.name} has: run "
+            f"The working tree has no {missing[0]}, which {base.name} has: run "
             "`nox -s data -- dvc repro` to write it."
         )
     return [path for path in here[PLOTS_DIR] if path not in there]
@@ -145,6 +145,7 @@ def retrain(root: Path, stages: list[str], *, echo: Callable[[str], object] = pr
     """`dvc repro` of each stale stage, its output passed through; a failure is one sentence."""
     for stage in stages:
         echo(f"Retraining {stage} (its code, data or parameters changed): dvc repro {stage}")
+        sys.stdout.flush()  # before DVC's own output, which goes straight to the terminal
         proc = subprocess.run(
             [sys.executable, "-m", "dvc", "repro", "--single-item", stage],
             cwd=root, env=dvc_env(), check=False,
@@ -204,7 +205,10 @@ def compare(root: Path, ref: str | None, *, echo: Callable[[str], object] = prin
     base = resolve(root, ref)
     absent = check_files(root, base)
     if not (root / DATA_DIR).exists():  # a fresh clone: DVC would call the data dep deleted
-        ensure_training_data(root)
+        try:
+            ensure_training_data(root)
+        except DataError as error:
+            raise ReportError(str(error)) from error
     stages = stale_stages(root)
     if stages:
         retrain(root, stages, echo=echo)

@@ -77,7 +77,7 @@ def render(comparison: Comparison, figures: dict[str, list[Drawn]]) -> str:
     lines = [
         f"# {TITLE}: the working tree against {base.name}",
         "",
-        f"Compared with **{cell(base.name)}** (`{base.short}`, {cell(base.subject)!r}) by DVC's "
+        f"Compared with **{cell(base.name)}** (`{base.short}`, “{cell(base.subject)}”) by DVC's "
         "`params diff`, `metrics diff` and `plots diff`.",
         "",
     ]
@@ -89,7 +89,8 @@ def render(comparison: Comparison, figures: dict[str, list[Drawn]]) -> str:
         ]
     else:
         lines += ["Nothing retrained: dvc.lock says every train stage is up to date.", ""]
-    lines += [*(f"Note: {note}" for note in c.notes), ""] if c.notes else []
+    for note in c.notes:
+        lines += [f"Note: {note}", ""]
     if not c.changed:
         lines += [
             f"**No change**: no parameter, metric or per-step value differs from {base.name}.",
