@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,7 @@ from tests.support import tiers
 GUARDED = """
 import socket
 import subprocess
+import threading
 import sys
 import threading
 import time
@@ -170,3 +172,32 @@ def test_fast_tier_is_every_test_without_a_tier_marker(pytestconfig: pytest.Conf
     assert FAST_TIER == "not slow and not docker"
     declared = [line.split(":")[0] for line in pytestconfig.getini("markers")]
     assert set(TIER_MARKERS) <= set(declared), "each tier marker is declared in pyproject"
+
+
+def test_a_thread_the_test_starts_is_its_own_even_with_an_ended_threads_ident() -> None:
+    """Idents are reused: the thread a test starts often gets the ident of one that just ended.
+
+    A thread an earlier test left running ends after the next test starts; the thread that
+    test then starts is the test's own and is checked.
+    """
+    guard = tiers.Guard()
+    release = threading.Event()
+    earlier = threading.Thread(target=release.wait, daemon=True)
+    earlier.start()
+    guard.start("tests/test_x.py::test_y")
+    release.set()
+    earlier.join()
+
+    raised: list[BaseException] = []
+
+    def own() -> None:
+        try:
+            guard.check("starts a child process")
+        except tiers.NeedsMarker as error:
+            raised.append(error)
+
+    worker = threading.Thread(target=own)
+    worker.start()
+    worker.join()
+    assert raised, "the test's own thread is checked"
+    assert list(guard.violations) == ["tests/test_x.py::test_y"]

@@ -49,19 +49,20 @@ class Guard:
     def __init__(self) -> None:
         self.test: str | None = None  # node id of the unmarked test in setup or call
         # Threads that earlier (slow) tests left running are not this test's doing; threads
-        # the test starts, and the main thread, are.
-        self.earlier_threads: set[int] = set()
+        # the test starts, and the main thread, are. Held as Thread objects, not idents: the
+        # OS hands an ended thread's ident to the next thread started.
+        self.earlier_threads: set[threading.Thread] = set()
         self.violations: dict[str, list[str]] = {}
         self.installed = False
 
     def start(self, nodeid: str | None) -> None:
-        main = threading.main_thread().ident
-        self.earlier_threads = {t.ident for t in threading.enumerate() if t.ident != main}
+        main = threading.main_thread()
+        self.earlier_threads = {thread for thread in threading.enumerate() if thread is not main}
         self.test = nodeid
 
     def check(self, what: str) -> None:
         test = self.test
-        if test is None or threading.get_ident() in self.earlier_threads:
+        if test is None or threading.current_thread() in self.earlier_threads:
             return
         message = (
             f"{test} {what}, but it has no tier marker: mark it @pytest.mark.slow (a real "
