@@ -1,67 +1,210 @@
-"""What the test tiers cost, measured in one run on one machine.
+"""What the full test gate costs: two commits side by side, cold and warm, in one run.
 
-Default: warm `nox -s tests-fast` (the fast tier), warm `nox -s tests` (the full gate, in
-parallel) and warm `nox -s tests -- -n 0` (the full gate serially, as it ran before it was
-parallel), median of N runs each, interleaved so all see the same machine load. Prints the
-seconds, the ratios against the serial gate, each run's total coverage and the load average.
+Each commit is cloned fresh from this repository. In each clone `nox -s tests -- -m "not
+docker"` (the gate as CI's Linux leg runs it) runs twice: cold (the first run: venv created,
+packages installed, no schedule record) and warm (the same clone again). The runs alternate
+between the commits (baseline cold, new cold, baseline warm, new warm), so both see the same
+machine. For each run it prints wall seconds and CPU-seconds: user + system time of nox and
+every process below it. On Linux this process adopts the orphans of that tree (a child
+subreaper) and reaps them, so a daemon a test leaves behind is counted too. CPU-seconds stay
+comparable on a busy machine; wall time does not. Per test file, the CPU-seconds and wall
+time come from the gate's own record (tests/support/schedule.py: each file's process time and
+the children it waited for).
 
-`--overhead` also times what nox adds on top of plain pytest in the same venv; `--cold` the
-first `nox -s tests` in a fresh clone (venv creation and installs included).
+    python benchmarks/tests_session.py --baseline REF [--new REF]   (--new: HEAD)
+    python benchmarks/tests_session.py --tiers [--runs N]   the fast tier against the gate
 
-    python benchmarks/tests_session.py [--runs 1] [--overhead] [--cold]
+The clones take the commits, not uncommitted changes. The environment is this one's: run it
+as CI runs the gate (uv told where CPU torch lives, SAFETY_DB_DIR for the security tests).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
+import signal
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 NOX = [sys.executable, "-m", "nox"]
-sys.path.insert(0, str(ROOT))  # run as a script: the project's modules are not on the path
-
-from sessions.tests import coverage_file, pytest_args  # noqa: E402
+GATE = ["-s", "tests", "--", "-m", "not docker"]
+RECORD = Path(".pytest_cache", "v", "gradient-lab", "seconds-per-file")
 
 FAST_AIM_S = 20.0
 PARALLEL_AIM = 0.5
+CPU_AIM = 0.5  # the new gate's CPU-seconds against the baseline's
 TOTAL = re.compile(r"^TOTAL\s.*?(\d+(?:\.\d+)?)%\s*$", re.MULTILINE)
+OUTCOMES = re.compile(r"=+ (.*\b(?:passed|failed)\b.*) in [\d.]+s")
 
 
-def venv_python(project: Path, session: str = "tests") -> Path:
-    scripts = "Scripts" if os.name == "nt" else "bin"
-    return project / ".nox" / session / scripts / ("python.exe" if os.name == "nt" else "python")
+# --- process-tree accounting ----------------------------------------------------------------
 
 
-def load() -> str:
+def adopt_orphans() -> bool:
+    """Linux: make this process the reaper of its descendants' orphans (PR_SET_CHILD_SUBREAPER),
+    so their CPU time reaches RUSAGE_CHILDREN once reaped. Elsewhere: False."""
+    if not sys.platform.startswith("linux"):
+        return False
+    import ctypes  # noqa: PLC0415 - Linux only
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    return libc.prctl(36, 1, 0, 0, 0) == 0  # PR_SET_CHILD_SUBREAPER
+
+
+def children_cpu() -> float:
+    import resource  # noqa: PLC0415 - POSIX only; the benchmark says so on Windows
+
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def adopted() -> list[int]:
+    """This process's children that it did not start itself: adopted orphans (Linux /proc)."""
+    me, found = os.getpid(), []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == me:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def reap_orphans(grace_s: float = 20.0) -> int:
+    """Wait for adopted orphans to end (then stop those still running); how many were stopped."""
+    deadline, stopped, stop_with = time.monotonic() + grace_s, set(), signal.SIGTERM
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return len(stopped)
+        if pid:
+            continue
+        if time.monotonic() > deadline:
+            for orphan in adopted():
+                os.kill(orphan, stop_with)
+                stopped.add(orphan)
+            deadline, stop_with = time.monotonic() + 5.0, signal.SIGKILL
+        time.sleep(0.1)
+
+
+@dataclass
+class Run:
+    wall: float
+    cpu: float
+    outcome: str
+    coverage: str
+    files: dict[str, list[float]] = field(default_factory=dict)  # file: [wall, tests, cpu]
+    orphans_stopped: int = 0
+
+
+def run_gate(clone: Path, log: Path) -> Run:
+    """One `nox -s tests` in the clone: its wall time, the CPU time of its whole process tree,
+    its outcome line and coverage total, and the gate's per-file record."""
+    cpu, start = children_cpu(), time.perf_counter()
+    with log.open("w", encoding="utf-8") as out:
+        result = subprocess.run([*NOX, *GATE], cwd=clone, stdout=out, stderr=subprocess.STDOUT)
+    wall = time.perf_counter() - start
+    stopped = reap_orphans()
+    text = log.read_text(encoding="utf-8", errors="replace")
+    if result.returncode != 0:
+        sys.exit(f"the gate failed in {clone} (log: {log}):\n{text[-4000:]}")
+    found_total, found_outcome = TOTAL.findall(text), OUTCOMES.findall(text)
+    record = clone / RECORD
+    return Run(
+        wall=wall,
+        cpu=children_cpu() - cpu,
+        outcome=found_outcome[-1] if found_outcome else "no summary line",
+        coverage=f"{found_total[-1]} %" if found_total else "not reported",
+        files=json.loads(record.read_text(encoding="utf-8")) if record.exists() else {},
+        orphans_stopped=stopped,
+    )
+
+
+# --- two commits side by side ----------------------------------------------------------------
+
+
+def clone_at(ref: str, folder: Path) -> str:
+    subprocess.run(["git", "clone", "-q", "--no-checkout", str(ROOT), str(folder)], check=True)
+    subprocess.run(["git", "checkout", "-q", ref], cwd=folder, check=True)
+    head = subprocess.run(["git", "log", "-1", "--format=%h %s"], cwd=folder, check=True,
+                          capture_output=True, text=True).stdout.strip()  # fmt: skip
+    return head[:72]
+
+
+def file_table(title: str, base: Run, new: Run) -> None:
+    print(f"\nper file, {title} (CPU-seconds and wall from the gate's record), baseline -> new")
+    print(f"  {'file':40s} {'tests':>9s} {'CPU-s':>15s} {'wall s':>15s}")
+    names = sorted(base.files.keys() | new.files.keys(),
+                   key=lambda name: -(base.files.get(name) or [0, 0, 0])[2])  # fmt: skip
+    for name in names:
+        old, now = base.files.get(name), new.files.get(name)
+        tests = f"{old[1] if old else '-':>4} {now[1] if now else '-':>4}"
+        cpu = f"{old[2] if old else 0:6.1f} {now[2] if now else 0:6.1f}"
+        wall = f"{old[0] if old else 0:6.1f} {now[0] if now else 0:6.1f}"
+        print(f"  {name.removeprefix('tests/'):40s} {tests:>9s}  {cpu:>14s}  {wall:>14s}")
+
+
+def compare(baseline: str, new: str, keep: Path | None) -> None:
     if not hasattr(os, "getloadavg"):
-        return "n/a on this platform"
-    return " ".join(f"{value:.2f}" for value in os.getloadavg())
+        sys.exit("CPU-seconds of a process tree are measured with POSIX accounting: run on Linux.")
+    subreaper = adopt_orphans()
+    work = Path(keep or tempfile.mkdtemp(prefix="gate-benchmark-"))
+    work.mkdir(parents=True, exist_ok=True)
+    refs = {"baseline": baseline, "new": new}
+    heads = {name: clone_at(ref, work / name) for name, ref in refs.items()}
+    print(f"cores: {os.cpu_count()}  load before: {os.getloadavg()[0]:.2f}  "
+          f"orphans counted: {'yes (child subreaper)' if subreaper else 'no'}")  # fmt: skip
+    for name, head in heads.items():
+        print(f"  {name:8s} {refs[name]} = {head}")
+    runs: dict[tuple[str, str], Run] = {}
+    for phase in ("cold", "warm"):
+        for name in refs:
+            run = run_gate(work / name, work / f"{name}-{phase}.log")
+            runs[name, phase] = run
+            print(f"  {phase} {name:8s} {run.wall:7.1f} s wall {run.cpu:8.1f} CPU-s  "
+                  f"{run.outcome}, coverage {run.coverage}  load {os.getloadavg()[0]:.2f}"
+                  + (f"  ({run.orphans_stopped} leftover processes stopped)"
+                     if run.orphans_stopped else ""), flush=True)  # fmt: skip
+    print(f"\n{'':6s} {'':8s} {'wall s':>8s} {'CPU-s':>8s} {'CPU new/baseline':>18s}")
+    for phase in ("cold", "warm"):
+        base, now = runs["baseline", phase], runs["new", phase]
+        for name, run in (("baseline", base), ("new", now)):
+            ratio = f"{now.cpu / base.cpu:17.2f}x" if name == "new" else ""
+            print(f"{phase:6s} {name:8s} {run.wall:8.1f} {run.cpu:8.1f} {ratio:>18s}")
+    warm = runs["new", "warm"].cpu / runs["baseline", "warm"].cpu
+    cold = runs["new", "cold"].cpu / runs["baseline", "cold"].cpu
+    verdict = "met" if max(warm, cold) <= CPU_AIM else "NOT met"
+    print(f"aim: new CPU-seconds <= {CPU_AIM}x the baseline's, cold and warm: {verdict}")
+    file_table("warm", runs["baseline", "warm"], runs["new", "warm"])
+    file_table("cold", runs["baseline", "cold"], runs["new", "cold"])
+    print(f"\nlogs: {work}")
 
 
-def timed(command: list[str], cwd: Path, env: dict[str, str] | None = None) -> tuple[float, str]:
+# --- the fast tier against the gate (one commit: this checkout) ------------------------------
+
+
+def timed(command: list[str], cwd: Path) -> tuple[float, str]:
     """Seconds a command took and its output; a failing command stops the benchmark."""
     start = time.perf_counter()
-    result = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True)
+    result = subprocess.run(command, cwd=cwd, capture_output=True, text=True)
     seconds = time.perf_counter() - start
     if result.returncode != 0:
         sys.exit(f"{' '.join(command)} failed:\n{result.stdout[-3000:]}{result.stderr[-2000:]}")
     return seconds, result.stdout
 
 
-def coverage(output: str) -> str:
-    found = TOTAL.findall(output)
-    return f"{found[-1]} %" if found else "not reported"
-
-
 def tiers(runs: int) -> None:
-    # Create or refresh both venvs without running the suite.
+    """Warm `nox -s tests-fast`, `nox -s tests` and `nox -s tests -- -n 0`, interleaved."""
     timed([*NOX, "-s", "tests-fast", "--", "--collect-only", "-q", "--no-cov"], ROOT)
     timed([*NOX, "-s", "tests", "--", "--collect-only", "-q", "--no-cov", "-n", "0"], ROOT)
     commands = {
@@ -70,60 +213,30 @@ def tiers(runs: int) -> None:
         "serial gate nox -s tests -- -n 0": [*NOX, "-s", "tests", "--", "-n", "0"],
     }
     seconds: dict[str, list[float]] = {name: [] for name in commands}
-    covered: dict[str, str] = {}
-    print(f"load average before (1, 5, 15 min): {load()}  cores: {os.cpu_count()}", flush=True)
     for _ in range(runs):
         for name, command in commands.items():
-            took, output = timed(command, ROOT)
+            took, _ = timed(command, ROOT)
             seconds[name].append(took)
-            covered[name] = coverage(output)
-            print(f"  {name:34s} {took:7.1f} s  load {load()}", flush=True)
+            print(f"  {name:34s} {took:7.1f} s", flush=True)
     fast, full, serial = (statistics.median(values) for values in seconds.values())
-    print(f"load average after  (1, 5, 15 min): {load()}")
-    for name, values in seconds.items():
-        print(f"{name:34s}: {statistics.median(values):7.1f} s  coverage {covered[name]}"
-              f"  (median of {runs})")  # fmt: skip
     print(f"fast tier                         : {fast:7.1f} s   (aim <= {FAST_AIM_S:.0f} s)")
-    print(f"fast tier / serial gate           : {fast / serial:7.2f}x")
     print(f"full gate / serial gate           : {full / serial:7.2f}x  (aim <= {PARALLEL_AIM}x)")
-
-
-def overhead(runs: int) -> None:
-    python = str(venv_python(ROOT))
-    env = os.environ | {"COVERAGE_FILE": coverage_file()}
-    with_cov = [python, "-m", "pytest", *pytest_args([])]
-    session, plain, covered = [], [], []
-    for _ in range(runs):
-        session.append(timed([*NOX, "-s", "tests"], ROOT)[0])
-        plain.append(timed([python, "-m", "pytest", "-q", "-p", "no:cov", "-n", "auto"], ROOT)[0])
-        covered.append(timed(with_cov, ROOT, env)[0])
-    s, p, c = (statistics.median(x) for x in (session, plain, covered))
-    print(f"warm nox -s tests              : {s:7.2f} s (median of {runs})")
-    print(f"plain pytest, same venv        : {p:7.2f} s")
-    print(f"pytest + the session's coverage: {c:7.2f} s")
-    print(f"nox -s tests / plain pytest    : {s / p:7.2f}x  (aim <= 1.30x)")
-    print(f"nox -s tests / pytest + cov    : {s / c:7.2f}x  (what nox itself adds)")
-
-
-def cold() -> None:
-    with tempfile.TemporaryDirectory() as tmp:
-        clone = Path(tmp) / "clone"
-        subprocess.run(["git", "clone", "-q", str(ROOT), str(clone)], check=True)
-        took, _ = timed([*NOX, "-s", "tests"], clone)
-    print(f"cold nox -s tests (fresh clone, new venv): {took:6.1f} s")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=1)
-    parser.add_argument("--overhead", action="store_true", help="also time nox against pytest")
-    parser.add_argument("--cold", action="store_true", help="also time a fresh clone")
+    parser.add_argument("--baseline", help="the commit to compare against (e.g. main)")
+    parser.add_argument("--new", default="HEAD", help="the commit measured against it")
+    parser.add_argument("--keep", type=Path, help="work in this folder and keep it (logs)")
+    parser.add_argument("--tiers", action="store_true", help="fast tier against the gate")
+    parser.add_argument("--runs", type=int, default=1, help="with --tiers: runs of each")
     args = parser.parse_args()
-    tiers(args.runs)
-    if args.overhead:
-        overhead(args.runs)
-    if args.cold:
-        cold()
+    if args.tiers:
+        tiers(args.runs)
+    elif args.baseline:
+        compare(args.baseline, args.new, args.keep)
+    else:
+        parser.error("give --baseline REF (two commits side by side) or --tiers")
 
 
 if __name__ == "__main__":
