@@ -30,6 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -37,6 +38,8 @@ ROOT = Path(__file__).resolve().parent.parent
 NOX = [sys.executable, "-m", "nox"]
 GATE = ["-s", "tests", "--", "-m", "not docker"]
 RECORD = Path(".pytest_cache", "v", "gradient-lab", "seconds-per-file")
+JUNIT = Path("reports", f"junit-{sys.platform}.xml")
+LONG_TEST_S = 60.0
 
 FAST_AIM_S = 20.0
 PARALLEL_AIM = 0.5
@@ -104,6 +107,7 @@ class Run:
     outcome: str
     coverage: str
     files: dict[str, list[float]] = field(default_factory=dict)  # file: [wall, tests, cpu]
+    long_tests: list[tuple[float, str]] = field(default_factory=list)  # over LONG_TEST_S
     orphans_stopped: int = 0
 
 
@@ -126,8 +130,18 @@ def run_gate(clone: Path, log: Path) -> Run:
         outcome=found_outcome[-1] if found_outcome else "no summary line",
         coverage=f"{found_total[-1]} %" if found_total else "not reported",
         files=json.loads(record.read_text(encoding="utf-8")) if record.exists() else {},
+        long_tests=long_tests(clone / JUNIT),
         orphans_stopped=stopped,
     )
+
+
+def long_tests(junit: Path) -> list[tuple[float, str]]:
+    """Tests that took over LONG_TEST_S wall (set-up included), longest first: the JUnit report."""
+    if not junit.exists():
+        return []
+    found = [(float(case.get("time", 0)), f"{case.get('classname')}::{case.get('name')}")
+             for case in ET.parse(junit).getroot().iter("testcase")]  # fmt: skip
+    return sorted((entry for entry in found if entry[0] > LONG_TEST_S), reverse=True)
 
 
 # --- two commits side by side ----------------------------------------------------------------
@@ -185,6 +199,10 @@ def compare(baseline: str, new: str, keep: Path | None) -> None:
     cold = runs["new", "cold"].cpu / runs["baseline", "cold"].cpu
     verdict = "met" if max(warm, cold) <= CPU_AIM else "NOT met"
     print(f"aim: new CPU-seconds <= {CPU_AIM}x the baseline's, cold and warm: {verdict}")
+    for name in refs:
+        over = runs[name, "warm"].long_tests
+        print(f"{name} warm: {len(over)} test(s) over {LONG_TEST_S:.0f} s wall"
+              + "".join(f"\n  {seconds:6.1f} s  {test}" for seconds, test in over))  # fmt: skip
     file_table("warm", runs["baseline", "warm"], runs["new", "warm"])
     file_table("cold", runs["baseline", "cold"], runs["new", "cold"])
     print(f"\nlogs: {work}")
