@@ -1,8 +1,12 @@
 """The library used from another repository, as the README tells a new user to: one install
-command into an empty venv, the README's lines in a small CNN script, plain runs and torchrun.
+command into a new venv, the README's lines in a small CNN script, plain runs and torchrun.
 
-The venv is built once per module (installing torch takes a while); the lock is given to pip
-through PIP_CONSTRAINT so the README's command runs verbatim with the versions CI tested.
+The venv is built once per module. Its third-party packages come from the venv running these
+tests: those the project's dependencies bring (torch, wandb, ... and theirs, nothing else), put
+on its path by a `.pth` file. So the README's command, still run verbatim into that venv,
+installs only the project: a non-editable copy in the new venv's site-packages, which the
+scripts import (checked), while the test venv is left as it was (checked). The lock is given to
+pip through PIP_CONSTRAINT, the versions CI tested.
 """
 
 from __future__ import annotations
@@ -14,22 +18,28 @@ import shutil
 import signal
 import subprocess
 import sys
+import sysconfig
+import tomllib
 import venv
+from importlib.metadata import Distribution, distribution, distributions
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 from tests.conftest import ROOT
 from tests.support.jobs import Job
 from tests.support.platforms import skip_on
 from tests.support.wandb_runs import history, inspect, run_dirs
 
-# Building the venv (torch included) happens in the first test: give it time on a busy machine.
+# A test starts up to three trainings one after another (the first test also builds the venv):
+# give them time on a busy machine.
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.timeout(1800),
+    pytest.mark.timeout(1200),
     # The workspace links the checkout in (Windows needs a privilege for that), and torchrun's
     # rendezvous store needs libuv, which torch's Windows builds lack.
     skip_on("win32", reason="symbolic link and torchrun rendezvous"),
@@ -62,11 +72,72 @@ def bin_dir(env_dir: Path) -> Path:
     return env_dir / ("Scripts" if sys.platform == "win32" else "bin")
 
 
+def site_packages(prefix: Path | None = None) -> list[Path]:
+    """The folders packages install to: this venv's, or those of the venv at `prefix`."""
+    where = None if prefix is None else {"base": str(prefix), "platbase": str(prefix)}
+    paths = sysconfig.get_paths(vars=where)
+    return list(dict.fromkeys(Path(paths[key]) for key in ("purelib", "platlib")))
+
+
+def brought_by(requirements: list[str]) -> list[Distribution]:
+    """The distributions installed here that pip would install for `requirements` into an empty
+    venv: each requirement whose markers hold, then theirs (with the extras asked for)."""
+    shared = {
+        canonicalize_name(d.name): d for d in distributions(path=list(map(str, site_packages())))
+    }
+    seen: set[tuple[str, str]] = set()
+    todo = [(Requirement(text), "") for text in requirements]
+    while todo:
+        requirement, extra = todo.pop()
+        name = canonicalize_name(requirement.name)
+        if name not in shared or (
+            requirement.marker and not requirement.marker.evaluate({"extra": extra})
+        ):
+            continue
+        for wanted in {"", *requirement.extras} - {w for n, w in seen if n == name}:
+            seen.add((name, wanted))
+            todo += [(Requirement(text), wanted) for text in shared[name].requires or []]
+    return [shared[name] for name in sorted({name for name, _ in seen})]
+
+
+def share_test_packages(env_dir: Path) -> None:
+    """Gives the new venv, after its own site-packages, the packages this venv holds that the
+    project's dependencies bring (theirs included): linked into one folder that a `.pth` file
+    names. pip then finds torch, wandb and the rest installed, and the README's command adds
+    only the project, which comes first on the path; an import the project does not declare
+    still fails, as in an empty venv. A `.pth` line adds a folder, not the `.pth` files in it.
+    The commands of torch and wandb (`torchrun`, `wandb`) go into the venv's bin as pip would
+    write them had it installed those there: their entry points, started by the venv's Python."""
+    folder = env_dir / "test-venv-packages"
+    folder.mkdir()
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    for dist in brought_by(project["dependencies"]):
+        home = Path(str(dist.locate_file("")))
+        tops = {Path(str(file)).parts[0] for file in dist.files or []} - {"..", "__pycache__"}
+        for top in tops - {link.name for link in folder.iterdir()}:
+            (folder / top).symlink_to(home / top)
+    (site_packages(env_dir)[0] / "test-venv-packages.pth").write_text(f"{folder}\n", "utf-8")
+    for name in ("torch", "wandb"):
+        for entry in distribution(name).entry_points.select(group="console_scripts"):
+            script = bin_dir(env_dir) / entry.name
+            script.write_text(f"#!{bin_dir(env_dir) / 'python'}\nimport sys\n"
+                              f"from {entry.module} import {entry.attr}\n"
+                              f"if __name__ == '__main__':\n    sys.exit({entry.attr}())\n",
+                              encoding="utf-8")  # fmt: skip
+            script.chmod(0o755)
+
+
+def installed(folders: list[Path]) -> dict[Path, int]:
+    """Each distribution installed in `folders`, with the time its metadata was written."""
+    return {path: path.stat().st_mtime_ns
+            for folder in folders for path in folder.glob("*.dist-info")}  # fmt: skip
+
+
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory: pytest.TempPathFactory, package_index: None) -> dict[str, Path]:
     """A folder holding `gradient-lab` (this checkout), `my-project` (a git repository with
-    the CNN and language model scripts, committed) and `venv` (empty, then the README's
-    install command)."""
+    the CNN and language model scripts, committed) and `venv` (new, sharing this venv's
+    packages, then the README's install command)."""
     root = tmp_path_factory.mktemp("workspace")
     (root / "gradient-lab").symlink_to(ROOT, target_is_directory=True)
     project = root / "my-project"
@@ -76,16 +147,24 @@ def workspace(tmp_path_factory: pytest.TempPathFactory, package_index: None) -> 
     git = ["git", "-c", "user.name=Test", "-c", "user.email=test@example.org"]
     for args in (["init", "-q"], ["add", "."], ["commit", "-q", "-m", "a CNN and an LM"]):
         subprocess.run([*git, *args], cwd=project, check=True, capture_output=True)
-    venv.EnvBuilder(with_pip=True).create(root / "venv")
-    python = bin_dir(root / "venv") / "python"
+    env_dir = root / "venv"
+    venv.EnvBuilder(with_pip=True).create(env_dir)
+    share_test_packages(env_dir)
+    python = bin_dir(env_dir) / "python"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "COVERAGE"))}
     env["PIP_CONSTRAINT"] = str(ROOT / "requirements.lock.txt")
     command = readme_install_command()
     assert command[:4] == ["python", "-m", "pip", "install"], command
+    before = installed(site_packages())
     result = subprocess.run([str(python), *command[1:]], cwd=project, env=env,
-                            capture_output=True, text=True, timeout=1200)  # fmt: skip
+                            capture_output=True, text=True, timeout=600)  # fmt: skip
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    return {"root": root, "project": project, "bin": bin_dir(root / "venv")}
+    assert installed(site_packages()) == before, "pip changed the venv running the tests"
+    where = "import gradient_lab; print(gradient_lab.__file__)"
+    found = subprocess.run([str(python), "-c", where], cwd=project, env=env, capture_output=True,
+                           text=True, check=True).stdout.strip()  # fmt: skip
+    assert Path(found).is_relative_to(site_packages(env_dir)[0]), found  # the installed copy
+    return {"root": root, "project": project, "bin": bin_dir(env_dir)}
 
 
 def foreign_env(tmp_path: Path) -> dict[str, str]:
@@ -156,10 +235,12 @@ def test_a_script_in_another_repository_records_that_repository_and_keeps_runs_b
 def test_torchrun_launches_of_the_script_make_one_run_each(
     workspace: dict[str, Path], tmp_path: Path
 ) -> None:
+    """Two launches: the second one beside the first one's run and weights."""
     project = workspace["project"]
     torchrun = workspace["bin"] / "torchrun"
     before: set[Path] = set(run_dirs(project))
-    for launch in range(5):
+    net = load_net()
+    for launch in range(2):
         result = subprocess.run(
             [str(torchrun), "--standalone", "--nproc_per_node=2", SCRIPT.name, "--steps", "10"],
             cwd=project, env=foreign_env(tmp_path), capture_output=True, text=True, timeout=600,
@@ -175,7 +256,7 @@ def test_torchrun_launches_of_the_script_make_one_run_each(
         keys = {k for row in history(run_dir) for k in row}
         assert "grad_norm/conv" in keys and not [k for k in keys if "module." in k]
         weights = torch.load(project / "models" / "my-experiment.pt", weights_only=True)
-        load_net().load_state_dict(weights)
+        net.load_state_dict(weights)
         assert not list((project / "models").glob(".*partial"))
 
 
