@@ -2,7 +2,8 @@
 
 The slow tests run the session as a user does (`nox -s report [-- REF]`, in this venv) on a
 branch of a project copy, with real DVC and real training; the others test the Markdown and
-the figures from DVC's rows directly.
+the figures from DVC's rows directly. One test works in a fresh clone, where the session makes
+the data set itself; the others copy a project that has it already, made once per module.
 """
 
 from __future__ import annotations
@@ -22,13 +23,31 @@ from sessions.report.figures import draw
 from sessions.report.markdown import delta, metric_rows, render
 from tests.conftest import measured_in
 from tests.support.data_cli import data_env
-from tests.support.project_copy import COMMITTER, git
+from tests.support.project_copy import COMMITTER, copy_of, git
 
 STAGE = "train@sigmoid_deep"
 REPORT = Path("build") / "report" / "REPORT.md"
 
 
 # --- The session, at the user's door ----------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def project_with_data(project_template: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The project with the data set that data.dvc records in data/, as the session leaves a
+    fresh clone after its first run: made once, so each test's run skips DVC's round trips
+    to find it missing (regenerating it is the fresh-clone test's part)."""
+    from gradient_lab.synthetic_data import generate
+
+    template = copy_of(project_template, tmp_path_factory.mktemp("report") / "project")
+    generate(template / "data")
+    return template
+
+
+@pytest.fixture
+def project(project_with_data: Path, tmp_path: Path) -> Path:
+    """This test's own copy of `project_with_data`: tmp_path / "project"."""
+    return copy_of(project_with_data, tmp_path / "project")
 
 
 def nox_report(project: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
@@ -60,19 +79,19 @@ def last_line(proc: subprocess.CompletedProcess[str]) -> str:
 
 @pytest.mark.slow
 def test_a_changed_activation_is_retrained_reported_and_exported(
-    project_copy: Path, tmp_path: Path
+    project: Path, tmp_path: Path
 ) -> None:
     env = data_env(tmp_path)
-    on_branch(project_copy)
-    params = project_copy / "params.yaml"
+    on_branch(project)
+    params = project / "params.yaml"
     text = params.read_text("utf-8").replace("activation: sigmoid", "activation: relu")
     params.write_text(text, "utf-8")
-    commit(project_copy, "relu instead of sigmoid")
+    commit(project, "relu instead of sigmoid")
 
-    ran = nox_report(project_copy, env)
+    ran = nox_report(project, env)
     assert ran.returncode == 0, ran.stdout + ran.stderr
     assert f"Retraining {STAGE}" in ran.stdout
-    text = (project_copy / REPORT).read_text("utf-8")
+    text = (project / REPORT).read_text("utf-8")
     assert "against the merge base with main" in text
     assert f"Retrained with `dvc repro` first, since their code, data or parameters changed: " \
            f"`{STAGE}`" in text  # fmt: skip
@@ -83,22 +102,22 @@ def test_a_changed_activation_is_retrained_reported_and_exported(
     assert old < 1e-2 < new  # DVC's figures: sigmoid vanishes, relu does not
     assert "No change" not in text
     # The retrain is DVC's: the lock now records relu's outputs.
-    assert "--activation relu" in (project_copy / "dvc.lock").read_text("utf-8")
+    assert "--activation relu" in (project / "dvc.lock").read_text("utf-8")
 
-    figures = sorted(p.name for p in (project_copy / REPORT.parent / "figures").iterdir())
+    figures = sorted(p.name for p in (project / REPORT.parent / "figures").iterdir())
     assert figures == sorted(f"sigmoid_deep-{kind}.{fmt}" for kind in ("loss", "grad-norms",
                              "ratio") for fmt in ("png", "svg"))  # fmt: skip
     for name in figures:
         if name.endswith(".png"):
             assert f"](figures/{name})" in text
-    svg = (project_copy / REPORT.parent / "figures" / "sigmoid_deep-ratio.svg").read_text("utf-8")
+    svg = (project / REPORT.parent / "figures" / "sigmoid_deep-ratio.svg").read_text("utf-8")
     assert "old: sigmoid" in svg and "new: relu" in svg
 
     # The summary carries the evidence: the report's tables and figures in the .docx and PDF.
     out = tmp_path / "summary"
     exported = subprocess.run(
         [sys.executable, "-m", "sessions.summary", "--report", str(REPORT), "--out", str(out)],
-        cwd=project_copy, env=measured_in(project_copy, env), capture_output=True, text=True,
+        cwd=project, env=measured_in(project, env), capture_output=True, text=True,
     )  # fmt: skip
     assert exported.returncode == 0, exported.stdout + exported.stderr
     with zipfile.ZipFile(out / "SESSION_SUMMARY.docx") as docx:
@@ -116,9 +135,12 @@ def test_a_changed_activation_is_retrained_reported_and_exported(
 
 
 @pytest.mark.slow
-def test_a_readme_only_change_is_no_change_without_retraining(
+def test_a_readme_only_change_is_no_change_and_a_failed_retrain_keeps_its_report(
     project_copy: Path, tmp_path: Path
 ) -> None:
+    """In a fresh clone (the session makes the data set, which must not make DVC retrain):
+    a README-only change is reported as no change; a stage that then fails to retrain leaves
+    that report as it was."""
     env = data_env(tmp_path)
     on_branch(project_copy)
     (project_copy / "README.md").write_text("# Reworded\n", encoding="utf-8")
@@ -135,54 +157,6 @@ def test_a_readme_only_change_is_no_change_without_retraining(
     assert not (tmp_path / "wandb").exists(), "no training run was started"
     assert not list((project_copy / REPORT.parent / "figures").iterdir())
 
-
-@pytest.mark.slow
-def test_bad_refs_are_one_sentence_and_leave_no_report(project_copy: Path, tmp_path: Path) -> None:
-    env = data_env(tmp_path)
-    unknown = nox_report(project_copy, env, "no-such-branch")
-    assert unknown.returncode == 1
-    assert last_line(unknown) == (
-        "report: 'no-such-branch' is not a commit, branch or tag of this repository: name one "
-        "that `git log` shows (e.g. main, HEAD~1, a commit id)."
-    )
-    # A ref from before the train stages' metrics: an unrelated history with a README only.
-    branch = git("branch", "--show-current", cwd=project_copy).strip()
-    git("checkout", "-q", "--orphan", "bare", cwd=project_copy)
-    git("rm", "-rqf", "--cached", ".", cwd=project_copy)
-    git("add", "README.md", cwd=project_copy)
-    commit_only_staged(project_copy)
-    git("checkout", "-qf", branch, cwd=project_copy)
-    without = nox_report(project_copy, env, "bare")
-    assert without.returncode == 1
-    assert "has no metrics/*.json: it predates the train stages' metrics" in last_line(without)
-    assert not (project_copy / "build").exists()
-
-    # No `main` to take a merge base with: the message's command is run as printed.
-    git("branch", "-M", "work", cwd=project_copy)
-    (project_copy / "README.md").write_text("# Second commit\n", encoding="utf-8")
-    commit(project_copy, "a second commit")
-    nomain = nox_report(project_copy, env)
-    assert nomain.returncode == 1
-    printed = last_line(nomain).split("`")[1]
-    assert printed == "nox -s report -- HEAD~1"
-    words = shlex.split(printed)
-    again = nox_report(project_copy, env, *words[words.index("--") + 1 :])
-    assert again.returncode == 0, again.stdout + again.stderr
-    assert "the working tree against HEAD~1" in (project_copy / REPORT).read_text("utf-8")
-
-
-def commit_only_staged(project: Path) -> None:
-    git("-c", "commit.gpgsign=false", "commit", "-qm", "unrelated", cwd=project,
-        env={**data_env(project.parent), **COMMITTER})  # fmt: skip
-
-
-@pytest.mark.slow
-def test_a_stage_that_fails_to_retrain_keeps_the_last_report(
-    project_copy: Path, tmp_path: Path
-) -> None:
-    env = data_env(tmp_path)
-    first = nox_report(project_copy, env, "HEAD")
-    assert first.returncode == 0, first.stdout + first.stderr
     before = (project_copy / REPORT).read_bytes()
     demo = project_copy / "experiments" / "demo_vanishing_gradients.py"
     planted = demo.read_text("utf-8").replace(
@@ -203,26 +177,66 @@ def test_a_stage_that_fails_to_retrain_keeps_the_last_report(
 
 
 @pytest.mark.slow
-def test_a_plots_file_missing_on_either_side(project_copy: Path, tmp_path: Path) -> None:
+def test_bad_refs_are_one_sentence_and_leave_no_report(project: Path, tmp_path: Path) -> None:
     env = data_env(tmp_path)
-    plots = project_copy / "plots" / "sigmoid_deep.json"
+    unknown = nox_report(project, env, "no-such-branch")
+    assert unknown.returncode == 1
+    assert last_line(unknown) == (
+        "report: 'no-such-branch' is not a commit, branch or tag of this repository: name one "
+        "that `git log` shows (e.g. main, HEAD~1, a commit id)."
+    )
+    # A ref from before the train stages' metrics: an unrelated history with a README only.
+    branch = git("branch", "--show-current", cwd=project).strip()
+    git("checkout", "-q", "--orphan", "bare", cwd=project)
+    git("rm", "-rqf", "--cached", ".", cwd=project)
+    git("add", "README.md", cwd=project)
+    commit_only_staged(project)
+    git("checkout", "-qf", branch, cwd=project)
+    without = nox_report(project, env, "bare")
+    assert without.returncode == 1
+    assert "has no metrics/*.json: it predates the train stages' metrics" in last_line(without)
+    assert not (project / "build").exists()
+
+    # No `main` to take a merge base with: the message's command is run as printed.
+    git("branch", "-M", "work", cwd=project)
+    (project / "README.md").write_text("# Second commit\n", encoding="utf-8")
+    commit(project, "a second commit")
+    nomain = nox_report(project, env)
+    assert nomain.returncode == 1
+    printed = last_line(nomain).split("`")[1]
+    assert printed == "nox -s report -- HEAD~1"
+    words = shlex.split(printed)
+    again = nox_report(project, env, *words[words.index("--") + 1 :])
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "the working tree against HEAD~1" in (project / REPORT).read_text("utf-8")
+
+
+def commit_only_staged(project: Path) -> None:
+    git("-c", "commit.gpgsign=false", "commit", "-qm", "unrelated", cwd=project,
+        env={**data_env(project.parent), **COMMITTER})  # fmt: skip
+
+
+@pytest.mark.slow
+def test_a_plots_file_missing_on_either_side(project: Path, tmp_path: Path) -> None:
+    env = data_env(tmp_path)
+    plots = project / "plots" / "sigmoid_deep.json"
     # The ref lacks it (from before the plots, or a new stage): said, compared with nothing.
     kept = plots.read_bytes()
-    git("rm", "-q", str(plots.relative_to(project_copy)), cwd=project_copy)
-    commit(project_copy, "no plots file")
+    git("rm", "-q", str(plots.relative_to(project)), cwd=project)
+    commit(project, "no plots file")
     plots.parent.mkdir(exist_ok=True)
     plots.write_bytes(kept)
-    noted = nox_report(project_copy, env, "HEAD")
+    noted = nox_report(project, env, "HEAD")
     assert noted.returncode == 0, noted.stdout + noted.stderr
-    text = (project_copy / REPORT).read_text("utf-8")
+    text = (project / REPORT).read_text("utf-8")
     assert "Note: HEAD (" in text and "has no plots/sigmoid_deep.json" in text
     assert "](figures/sigmoid_deep-loss.png)" in text
 
     # The working tree lacks one the ref has: one sentence, and its command restores it.
     plots.unlink()
-    git("checkout", "-q", "HEAD~1", cwd=project_copy)
+    git("checkout", "-q", "HEAD~1", cwd=project)
     plots.unlink()
-    missing = nox_report(project_copy, env, "HEAD")
+    missing = nox_report(project, env, "HEAD")
     assert missing.returncode == 1
     sentence = last_line(missing)
     assert sentence.startswith("report: The working tree has no plots/sigmoid_deep.json")
@@ -230,12 +244,12 @@ def test_a_plots_file_missing_on_either_side(project_copy: Path, tmp_path: Path)
     assert printed == "nox -s data -- dvc repro"
     repro = subprocess.run(
         [sys.executable, "-m", "nox", "--no-venv", "-s", "data", "--", "dvc", "repro"],
-        cwd=project_copy, env=measured_in(project_copy, env) | {"PYTHONPATH": str(
-            project_copy / "src")}, capture_output=True, text=True,
+        cwd=project, env=measured_in(project, env) | {"PYTHONPATH": str(
+            project / "src")}, capture_output=True, text=True,
     )  # fmt: skip
     assert repro.returncode == 0, repro.stdout + repro.stderr
     assert json.loads(plots.read_bytes()) == json.loads(kept), "training is deterministic"
-    assert nox_report(project_copy, env, "HEAD").returncode == 0
+    assert nox_report(project, env, "HEAD").returncode == 0
 
 
 # --- The Markdown and the figures, from DVC's rows --------------------------------------------

@@ -31,20 +31,33 @@ pytestmark = pytest.mark.slow
 # Windows has no process groups to signal (a console's Ctrl-C cannot be sent to another one).
 signals_a_group = skip_on("win32", reason="signals a POSIX process group")
 
-# 4000 steps (4 per epoch): a few seconds, so a signal lands mid-training and a resume is quick.
-TOTAL_STEPS = 4000
-TRAIN = ["--activation", "relu", "--width", "32", "--samples", "512", "--epochs", "1000",
-         "--log-every", "5", "--no-progress"]  # fmt: skip
+
+def train_options(epochs: int) -> list[str]:
+    """The demo's options for a small, quick run: 4 steps per epoch."""
+    return ["--activation", "relu", "--width", "32", "--samples", "512", "--epochs", str(epochs),
+            "--log-every", "5", "--no-progress"]  # fmt: skip
+
+
+# A run that is stopped, resumed and compared with an unbroken one: 2000 steps, a few seconds;
+# a signal to the session stops it within its first few hundred steps, even on a busy machine.
+TOTAL_STEPS = 2000
+TRAIN = train_options(TOTAL_STEPS // 4)
+# A run that is stopped and not resumed: 10000 steps, which no stop comes near (where nox
+# alone gets the signal, it passes it on a second later: past step 900 on a busy machine).
+UNTIL_STOPPED = train_options(2500)
 
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A copy of the project (what git would commit, untracked files too), as its own git
-    repository, with the data set in place: the tests never touch this checkout's data/."""
+    repository, with the data set in place: the tests never touch this checkout's data/.
+    The set is generated straight into data/, the bytes data.dvc records (what the data
+    session regenerates in a fresh clone); each session's own data check then finds it
+    current."""
+    from gradient_lab.synthetic_data import generate
+
     copy = build_template(tmp_path_factory.mktemp("project"))
-    env = session_env(copy, copy / "runs")
-    subprocess.run([sys.executable, "-m", "sessions.data", "ensure"], cwd=copy, env=env,
-                   check=True, capture_output=True)  # fmt: skip
+    generate(copy / "data")
     return copy
 
 
@@ -161,7 +174,7 @@ def test_a_signal_to_nox_alone_reaches_the_training(
     """Nox passes SIGTERM on to the training, which stops as it does for a signal of its own."""
     runs = tmp_path / "runs"
     name = f"nox-alone-{signum}"
-    job = nox_train(project, runs, *TRAIN, "--name", name)
+    job = nox_train(project, runs, *UNTIL_STOPPED, "--name", name)
     wait_until_training(job, runs)
     os.kill(job.proc.pid, signum)
     code, output = job.finish()
@@ -251,7 +264,7 @@ def test_ctrl_c_stops_every_rank_of_a_two_process_job_after_one_step(
     from gradient_lab.interrupt import AGREE_EVERY
 
     runs = tmp_path / "runs"
-    job = nox_train(project, runs, "--nproc", "2", *TRAIN, "--name", "two-ranks")
+    job = nox_train(project, runs, "--nproc", "2", *UNTIL_STOPPED, "--name", "two-ranks")
     wait_until_training(job, runs)
     job.signal_group(signal.SIGINT)
     code, output = job.finish()
