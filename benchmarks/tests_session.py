@@ -171,6 +171,10 @@ def file_table(title: str, base: Run, new: Run) -> None:
 def compare(baseline: str, new: str, keep: Path | None) -> None:
     if not hasattr(os, "getloadavg"):
         sys.exit("CPU-seconds of a process tree are measured with POSIX accounting: run on Linux.")
+    # Started as a background job (`... &`), this process and the gates would inherit an
+    # ignored SIGINT, which the interrupt tests rightly fail on: Ctrl-C must reach them.
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     subreaper = adopt_orphans()
     work = Path(keep or tempfile.mkdtemp(prefix="gate-benchmark-"))
     work.mkdir(parents=True, exist_ok=True)

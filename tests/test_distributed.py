@@ -150,7 +150,9 @@ def test_torchrun_launches_of_the_demo_make_one_run_each_with_the_models_names(
     assert command[1:] == ["leet", str(run_dir)]
     if sys.platform != "win32":  # the viewer needs a terminal; Linux and macOS can fake one
         run_id = f"ID: {run_dir.name.rsplit('-', 1)[1]}"
-        shown = seen_by_a_terminal([str((ROOT / command[0]).resolve()), *command[1:]], ROOT, run_id)
+        # From the run's folder, not the checkout: the CLI writes its debug log to ./wandb/.
+        viewer = [str((ROOT / command[0]).resolve()), *command[1:]]
+        shown = seen_by_a_terminal(viewer, tmp_path, run_id)
         assert run_id in shown, shown[-2000:]
 
 
