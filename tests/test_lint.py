@@ -40,11 +40,17 @@ FAULTS = {
 
 
 @pytest.fixture(scope="module")
-def mypy_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def mypy_cache(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One mypy cache for this file's copies: the first run checks torch's and the standard
     library's types for each platform, the others recheck the copy's own files (by content:
-    a copy's paths differ, its hashes do not)."""
-    return tmp_path_factory.mktemp("mypy-cache")
+    a copy's paths differ, its hashes do not). It lives in pytest's cache (`.pytest_cache/`),
+    so the next run of these tests starts warm; mypy's incremental checks rerun whatever
+    changed, the planted files included. Without pytest's cache (`-p no:cacheprovider`), a
+    temporary folder."""
+    cache = getattr(request.config, "cache", None)
+    if cache is None:
+        return tmp_path_factory.mktemp("mypy-cache")
+    return Path(cache.mkdir("lint-mypy-cache"))
 
 
 def lint_project(project: Path, module: str, nox_cmd: list[str], env: dict[str, str]) -> str:
