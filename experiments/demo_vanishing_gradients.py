@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from matplotlib.figure import Figure
 from torch import nn
 from tqdm import tqdm
 
@@ -276,9 +277,7 @@ def train(
 
 
 def norm_figure(result: RunResult) -> Any:
-    """A bar chart of gradient norm per layer (log scale), built without any GUI backend.
-    matplotlib is imported here: a rank that draws nothing does not pay for it."""
-    from matplotlib.figure import Figure  # noqa: PLC0415
+    """A bar chart of gradient norm per layer (log scale), built without any GUI backend."""
 
     fig = Figure(figsize=(6, 3), dpi=100)
     ax = fig.subplots()
@@ -369,8 +368,7 @@ def run_all(args: argparse.Namespace, argv: Sequence[str] = ()) -> int:
 
 def finish_run(tracker: Tracker, trainer: Trainer, result: RunResult, name: str) -> Path:
     """A run that trained to its last step: the per-layer picture, the summary, the weights."""
-    if tracker.logs:  # the other ranks of a distributed job draw nothing
-        tracker.log_image("grad_norm_per_layer", norm_figure(result))
+    tracker.log_image("grad_norm_per_layer", norm_figure(result))
     tracker.summary(
         final_loss=result.loss, final_accuracy=result.accuracy, final_first_to_last=result.ratio,
         **{f"final_grad_norm/{k}": v for k, v in result.layer_norms.items()},

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
+from matplotlib.figure import Figure  # a Figure needs no pyplot and no GUI backend
 
 from gradient_lab.files import atomic_write
 from gradient_lab.layout import DATA_DIR
@@ -55,10 +56,7 @@ def make_spirals(
 def save_sample_image(
     features: npt.NDArray[np.float32], labels: npt.NDArray[np.int64], path: Path
 ) -> Path:
-    """A scatter plot of the set, coloured by class, written without any GUI backend (a
-    Figure needs no pyplot); matplotlib is imported only by what draws."""
-    from matplotlib.figure import Figure  # noqa: PLC0415
-
+    """A scatter plot of the set, coloured by class, written without any GUI backend."""
     fig = Figure(figsize=(4, 4), dpi=100)
     ax = fig.subplots()
     ax.scatter(features[:, 0], features[:, 1], c=labels, s=4, cmap="viridis")
