@@ -7,12 +7,15 @@ stands in for a run where a test looks at what a Tracker hands to W&B, not at th
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
 from functools import cache
 from pathlib import Path
 from typing import Any
+
+from tests.conftest import without_coverage
 
 
 def wandb_cli() -> str:
@@ -28,10 +31,12 @@ def run_dirs(root: Path) -> list[Path]:
 
 def leet_inspect(*options: str, run_dir: Path) -> str:
     """`wandb leet inspect --json`'s output. It runs beside the run: the CLI writes its own
-    debug log under `./wandb/` of its working directory, which must not be the checkout."""
+    debug log under `./wandb/` of its working directory, which must not be the checkout. W&B's
+    reader runs none of the project's code, so coverage does not follow it there."""
     return subprocess.run(
         [wandb_cli(), "leet", "inspect", *options, "--json", str(run_dir)],
-        cwd=run_dir.parent, capture_output=True, text=True, check=True,
+        cwd=run_dir.parent, env=without_coverage(os.environ), capture_output=True, text=True,
+        check=True,
     ).stdout  # fmt: skip
 
 
