@@ -35,6 +35,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # run as a script: the project's modules are not on the path
+
+from benchmarks.process_kinds import ProcessKinds  # noqa: E402
+
 NOX = [sys.executable, "-m", "nox"]
 GATE = ["-s", "tests", "--", "-m", "not docker"]
 RECORD = Path(".pytest_cache", "v", "gradient-lab", "seconds-per-file")
@@ -108,6 +112,7 @@ class Run:
     coverage: str
     files: dict[str, list[float]] = field(default_factory=dict)  # file: [wall, tests, cpu]
     long_tests: list[tuple[float, str]] = field(default_factory=list)  # over LONG_TEST_S
+    kinds: list[tuple[str, float, int]] = field(default_factory=list)  # label, CPU-s, processes
     orphans_stopped: int = 0
 
 
@@ -115,10 +120,10 @@ def run_gate(clone: Path, log: Path) -> Run:
     """One `nox -s tests` in the clone: its wall time, the CPU time of its whole process tree,
     its outcome line and coverage total, and the gate's per-file record."""
     cpu, start = children_cpu(), time.perf_counter()
-    with log.open("w", encoding="utf-8") as out:
+    with log.open("w", encoding="utf-8") as out, ProcessKinds() as kinds:
         result = subprocess.run([*NOX, *GATE], cwd=clone, stdout=out, stderr=subprocess.STDOUT)
-    wall = time.perf_counter() - start
-    stopped = reap_orphans()
+        wall = time.perf_counter() - start
+        stopped = reap_orphans()
     text = log.read_text(encoding="utf-8", errors="replace")
     if result.returncode != 0:
         sys.exit(f"the gate failed in {clone} (log: {log}):\n{text[-4000:]}")
@@ -131,6 +136,7 @@ def run_gate(clone: Path, log: Path) -> Run:
         coverage=f"{found_total[-1]} %" if found_total else "not reported",
         files=json.loads(record.read_text(encoding="utf-8")) if record.exists() else {},
         long_tests=long_tests(clone / JUNIT),
+        kinds=kinds.by_kind(),
         orphans_stopped=stopped,
     )
 
@@ -166,6 +172,17 @@ def file_table(title: str, base: Run, new: Run) -> None:
         cpu = f"{old[2] if old else 0:6.1f} {now[2] if now else 0:6.1f}"
         wall = f"{old[0] if old else 0:6.1f} {now[0] if now else 0:6.1f}"
         print(f"  {name.removeprefix('tests/'):40s} {tests:>9s}  {cpu:>14s}  {wall:>14s}")
+
+
+def kinds_table(base: Run, new: Run, rows: int = 20) -> None:
+    """The kinds of process that took the most CPU in the warm runs (sampled: a floor)."""
+    print("\nper kind of process, warm (sampled from /proc: a floor), baseline -> new")
+    print(f"  {'process':44s} {'count':>11s} {'CPU-s':>15s}")
+    old = {name: (cpu, count) for name, cpu, count in base.kinds}
+    now = {name: (cpu, count) for name, cpu, count in new.kinds}
+    for name in sorted(old.keys() | now.keys(), key=lambda n: -(old.get(n) or (0, 0))[0])[:rows]:
+        (a, m), (b, n) = old.get(name, (0.0, 0)), now.get(name, (0.0, 0))
+        print(f"  {name:44s} {m:5d} {n:5d}  {a:6.1f} {b:6.1f}")
 
 
 def compare(baseline: str, new: str, keep: Path | None) -> None:
@@ -207,6 +224,7 @@ def compare(baseline: str, new: str, keep: Path | None) -> None:
         over = runs[name, "warm"].long_tests
         print(f"{name} warm: {len(over)} test(s) over {LONG_TEST_S:.0f} s wall"
               + "".join(f"\n  {seconds:6.1f} s  {test}" for seconds, test in over))  # fmt: skip
+    kinds_table(runs["baseline", "warm"], runs["new", "warm"])
     file_table("warm", runs["baseline", "warm"], runs["new", "warm"])
     file_table("cold", runs["baseline", "cold"], runs["new", "cold"])
     print(f"\nlogs: {work}")
