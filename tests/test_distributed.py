@@ -104,9 +104,36 @@ def seen_by_a_terminal(command: list[str], cwd: Path, until: str, seconds: float
             except OSError:
                 break
             shown = re.sub(r"\x1b\[[0-9;?>]*[a-zA-Z]", "", out.decode(errors="replace"))
-    os.kill(pid, signal.SIGTERM)
+    # The whole session the terminal leads: the CLI's own viewer process (wandb-core) outlives
+    # a signal to the CLI alone and would run on, an orphan.
+    os.killpg(pid, signal.SIGTERM)
     os.waitpid(pid, 0)
+    os.close(fd)
+    deadline = time.monotonic() + 10
+    while group_runs(pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not group_runs(pid), "the viewer left processes running after it was stopped"
     return shown
+
+
+def group_runs(pgid: int) -> bool:
+    """Whether a process of the group still runs (a zombie, ended but not yet reaped, does not;
+    on systems without /proc every member counts)."""
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    proc = Path("/proc")
+    if not proc.is_dir():
+        return True
+    for stat in proc.glob("[0-9]*/stat"):
+        try:
+            state, _, group = stat.read_text().rsplit(")", 1)[1].split()[:3]
+        except (OSError, ValueError):
+            continue
+        if int(group) == pgid and state != "Z":
+            return True
+    return False
 
 
 @pytest.mark.slow
