@@ -49,6 +49,7 @@ FAST_AIM_S = 20.0
 PARALLEL_AIM = 0.5
 CPU_AIM = 0.5  # the new gate's CPU-seconds against the baseline's
 TOTAL = re.compile(r"^TOTAL\s.*?(\d+(?:\.\d+)?)%\s*$", re.MULTILINE)
+ANSI = re.compile(r"\x1b\[[0-9;]*m")  # FORCE_COLOR, as CI sets it
 OUTCOMES = re.compile(r"=+ (.*\b(?:passed|failed)\b.*) in [\d.]+s")
 
 
@@ -124,7 +125,7 @@ def run_gate(clone: Path, log: Path) -> Run:
         result = subprocess.run([*NOX, *GATE], cwd=clone, stdout=out, stderr=subprocess.STDOUT)
         wall = time.perf_counter() - start
         stopped = reap_orphans()
-    text = log.read_text(encoding="utf-8", errors="replace")
+    text = ANSI.sub("", log.read_text(encoding="utf-8", errors="replace"))
     if result.returncode != 0:
         sys.exit(f"the gate failed in {clone} (log: {log}):\n{text[-4000:]}")
     found_total, found_outcome = TOTAL.findall(text), OUTCOMES.findall(text)
