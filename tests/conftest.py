@@ -140,6 +140,7 @@ class RecordingSession:
     installs: list[tuple[str, ...]] = field(default_factory=list)
     runs: list[tuple[str, ...]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    logs: list[str] = field(default_factory=list)
 
     @property
     def virtualenv(self) -> FakeVirtualenv:
@@ -151,8 +152,8 @@ class RecordingSession:
     def run(self, *args: str, **_: object) -> None:
         self.runs.append(args)
 
-    def log(self, *_: object) -> None:
-        pass
+    def log(self, message: str, *_: object) -> None:
+        self.logs.append(message)
 
     def warn(self, message: str) -> None:
         self.warnings.append(message)

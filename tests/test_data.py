@@ -12,6 +12,8 @@ import pytest
 
 import sessions.data.dvc
 import sessions.data.session
+import sessions.data.sync
+from sessions.data import record
 from sessions.data.dvc import Remote
 from sessions.data.session import DataError, ensure_data, explain, run_action
 from sessions.files import remove_tree
@@ -267,10 +269,50 @@ def test_untracked_data_is_generated_with_a_notice(repo: Path) -> None:
 
 
 @pytest.mark.slow
-def test_current_data_is_used_without_work(tracked: Path) -> None:
+def test_current_data_is_used_without_work(tracked: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_dvc(*_: object, **__: object) -> None:
+        raise AssertionError("DVC started for data that are the recorded version")
+
+    monkeypatch.setattr(sessions.data.sync, "dvc", no_dvc)
     generate = Generator()
     assert ensure_data(generate, root=tracked) == "current"
     assert generate.calls == 0
+
+
+@pytest.mark.slow
+def test_the_recorded_version_is_recognised_by_dvcs_own_hash_and_nothing_else_is(
+    repo: Path,
+) -> None:
+    # "a-b/x" sorts before "a/b" as text (DVC's order) but after it as path parts.
+    folder = repo / "nested"
+    files = {"a-b/x.bin": b"1", "a/b.bin": b"2", "a/c/d.txt": b"3\r\n", "z.bin": b""}
+    for name, content in files.items():
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_bytes(content)
+    dvc(repo, "add", "-q", "nested")
+    assert record.folder_hash(folder) == record.recorded_folder_hash(repo / "nested.dvc")
+    assert record.holds_recorded_version(repo, "nested")
+
+    (folder / "a" / "b.bin").write_bytes(b"edited")
+    assert not record.holds_recorded_version(repo, "nested")
+    (folder / "a" / "b.bin").write_bytes(b"2")
+    (folder / "a" / "new.bin").write_bytes(b"")
+    assert not record.holds_recorded_version(repo, "nested")
+    (folder / "a" / "new.bin").unlink()
+    (folder / "z.bin").unlink()
+    assert not record.holds_recorded_version(repo, "nested")
+    remove_tree(folder)
+    assert not record.holds_recorded_version(repo, "nested")
+
+    # Records this does not read are left to DVC: a single file, none at all, DVC 2's hash.
+    (repo / "one.bin").write_bytes(b"1")
+    dvc(repo, "add", "-q", "one.bin")
+    assert record.recorded_folder_hash(repo / "one.bin.dvc") is None
+    assert not record.holds_recorded_version(repo, "one.bin")
+    assert not record.holds_recorded_version(repo, "absent")
+    legacy = repo / "legacy.dvc"
+    legacy.write_text("outs:\n- md5: 0123.dir\n  path: legacy\n", encoding="utf-8")
+    assert record.recorded_folder_hash(legacy) is None
 
 
 @pytest.mark.slow
@@ -336,7 +378,7 @@ def test_regenerated_data_that_differ_from_the_record_are_announced(tracked: Pat
     remove_tree(tracked / ".dvc" / "cache")
     notices: list[str] = []
     assert ensure_data(Generator(seed=1), root=tracked, notice=notices.append) == "regenerated"
-    recorded = sessions.data.session.recorded_hash(tracked / "data.dvc")
+    recorded = record.recorded_hash(tracked / "data.dvc")
     assert recorded and recorded.endswith(".dir")
     assert any("differs from the version data.dvc records" in n and recorded in n for n in notices)
 

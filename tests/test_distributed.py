@@ -23,7 +23,7 @@ from gradient_lab import distributed, synthetic_data, tracking
 from gradient_lab.gradients import LayerGradNorms
 from tests.conftest import ROOT, measured_in
 from tests.support.platforms import skip_on
-from tests.support.wandb_runs import history, inspect, run_dirs
+from tests.support.wandb_runs import history, inspect, run_dirs, run_id
 
 
 @pytest.fixture
@@ -176,11 +176,11 @@ def test_torchrun_launches_of_the_demo_make_one_run_each_with_the_models_names(
     command = hint.removeprefix("Look at a run: ").split()
     assert command[1:] == ["leet", str(run_dir)]
     if sys.platform != "win32":  # the viewer needs a terminal; Linux and macOS can fake one
-        run_id = f"ID: {run_dir.name.rsplit('-', 1)[1]}"
+        shown_id = f"ID: {run_id(run_dir)}"
         # From the run's folder, not the checkout: the CLI writes its debug log to ./wandb/.
         viewer = [str((ROOT / command[0]).resolve()), *command[1:]]
-        shown = seen_by_a_terminal(viewer, tmp_path, run_id)
-        assert run_id in shown, shown[-2000:]
+        shown = seen_by_a_terminal(viewer, tmp_path, shown_id)
+        assert shown_id in shown, shown[-2000:]
 
 
 @pytest.mark.slow

@@ -33,7 +33,7 @@ from packaging.utils import canonicalize_name
 from tests.conftest import ROOT
 from tests.support.jobs import Job
 from tests.support.platforms import skip_on
-from tests.support.wandb_runs import history, inspect, run_dirs
+from tests.support.wandb_runs import history, inspect, run_dirs, run_id
 
 # A test starts up to three trainings one after another (the first test also builds the venv):
 # give them time on a busy machine.
@@ -353,7 +353,7 @@ def test_ctrl_c_to_the_process_group_stops_the_run_and_the_checkpoint_resumes_it
     resumed = run_lm(workspace, folder, *args, "--resume", "checkpoint.pt")
     assert resumed.returncode == 0, resumed.stderr
     first, second = run_dirs(folder)
-    assert first == stopped and second.name.rsplit("-", 1)[1] == stopped.name.rsplit("-", 1)[1]
+    assert first == stopped and run_id(second) == run_id(stopped)
     later = history(second)
     assert min(r["_step"] for r in later) >= at and later[-1]["_step"] == 99
     # The same losses as a run that was never stopped: model, optimizer, schedule and random

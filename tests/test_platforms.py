@@ -9,8 +9,6 @@ host byte (sys.platform), Windows' Popen options, and its read-only and held fil
 from __future__ import annotations
 
 import ast
-import hashlib
-import json
 import os
 import re
 import subprocess
@@ -22,25 +20,12 @@ import pytest
 
 from gradient_lab import synthetic_data
 from sessions import platform_rules
-from sessions.data.session import recorded_hash
+from sessions.data.record import folder_hash, recorded_hash
 from sessions.files import tool_path
 from sessions.project import ROOT
 from sessions.security.secrets import secret_findings
 from tests.conftest import without_coverage
 from tests.support import data_cli, platforms
-
-
-def dvc_dir_hash(folder: Path) -> str:
-    """The md5 DVC records for a folder: of the sorted JSON listing of its files' md5s."""
-    listing = [
-        {
-            "md5": hashlib.md5(path.read_bytes()).hexdigest(),
-            "relpath": path.relative_to(folder).as_posix(),
-        }
-        for path in sorted(folder.rglob("*"))
-        if path.is_file()
-    ]
-    return hashlib.md5(json.dumps(listing, sort_keys=True).encode()).hexdigest() + ".dir"
 
 
 @pytest.mark.parametrize("system", ["linux", "win32", "darwin"])
@@ -50,7 +35,7 @@ def test_generated_data_are_the_bytes_data_dvc_records_on_every_system(
     # zipfile records the OS that wrote an archive (0 on Windows): DVC would see other bytes.
     monkeypatch.setattr(sys, "platform", system)
     synthetic_data.generate(tmp_path / "data")
-    assert dvc_dir_hash(tmp_path / "data") == recorded_hash(ROOT / "data.dvc")
+    assert folder_hash(tmp_path / "data") == recorded_hash(ROOT / "data.dvc")
 
 
 @pytest.mark.parametrize(

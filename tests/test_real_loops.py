@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from gradient_lab import tracking
-from tests.support.wandb_runs import RecordingRun, history, inspect, run_dirs
+from tests.support.wandb_runs import RecordingRun, history, inspect, run_dirs, run_id
 
 
 class TiedLM(nn.Module):
@@ -172,7 +172,7 @@ def test_a_stopped_loop_closes_the_run_stopped_and_resumes_it_to_the_end(
     assert {row["_step"] for row in history(first) if "loss" in row} == {4, 7}
     train(ckpt)
     first_again, second = run_dirs(wandb_offline)
-    assert first_again == first and second.name.endswith(first.name.rsplit("-", 1)[1])
+    assert first_again == first and run_id(second) == run_id(first)
     assert {row["_step"] for row in history(second) if "loss" in row} == {9, 14, 19}
     err = capsys.readouterr().err
     assert f"sync {first} {second}" in err  # the message names both folders

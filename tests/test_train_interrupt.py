@@ -21,10 +21,11 @@ from pathlib import Path
 import pytest
 import torch
 
+from sessions.files import remove_tree
 from tests.conftest import measured_in
 from tests.support.jobs import Job
 from tests.support.platforms import skip_on
-from tests.support.project_copy import build_template
+from tests.support.project_copy import build_template, copy_of
 from tests.support.wandb_runs import history, inspect, run_dirs
 
 pytestmark = pytest.mark.slow
@@ -235,7 +236,10 @@ def test_ctrl_c_while_torch_imports_prints_one_line(project: Path, tmp_path: Pat
 
 @skip_on("win32", "darwin", reason="reads /proc")
 def test_ctrl_c_during_the_data_check_prints_one_line(project: Path, tmp_path: Path) -> None:
-    job = nox_train(project, tmp_path / "runs", *TRAIN, "--name", "data-check")
+    # Without data/, the check is DVC's (a current data/ is recognised without it).
+    fresh = copy_of(project, tmp_path / "project")
+    remove_tree(fresh / "data")
+    job = nox_train(fresh, tmp_path / "runs", *TRAIN, "--name", "data-check")
     check = child_running(job, b"sessions.data")
     while not children(check):  # asking DVC: the check is under way
         time.sleep(0.005)

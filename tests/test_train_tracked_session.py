@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from sessions import train_tracked
+from sessions.data import record
 from tests.conftest import ROOT, RecordingSession, measured_in
 from tests.support.platforms import skip_on
 from tests.support.wandb_runs import inspect, run_dirs
@@ -46,7 +47,10 @@ def test_every_listed_script_exists_and_is_runnable() -> None:
         train_tracked.command(["tracking"])
 
 
-def test_session_installs_the_project_and_data_group_and_ensures_data_first(tmp_path: Path) -> None:
+def test_session_installs_the_project_and_data_group_and_ensures_data_first(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(train_tracked, "ROOT", tmp_path)  # no data/ there: a fresh clone
     session = RecordingSession(tmp_path, posargs=["--epochs", "2", "--activation", "relu"])
     train_tracked.run(session)  # type: ignore[arg-type]
     (install,) = session.installs
@@ -57,6 +61,29 @@ def test_session_installs_the_project_and_data_group_and_ensures_data_first(tmp_
     assert ensure == ("python", "-m", "sessions.data", "ensure")  # data.dvc's data set first
     assert train == ("python", "-m", "experiments", "demo_vanishing_gradients",
                      "--epochs", "2", "--activation", "relu")  # fmt: skip
+
+
+def test_data_that_are_the_recorded_version_train_without_starting_dvc(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(train_tracked, "ROOT", tmp_path)
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "set.bin").write_bytes(b"recorded")
+    recorded = record.folder_hash(tmp_path / "data")
+    (tmp_path / "data.dvc").write_text(
+        f"outs:\n- md5: {recorded}\n  size: 8\n  nfiles: 1\n  hash: md5\n  path: data\n",
+        encoding="utf-8",
+    )
+    session = RecordingSession(tmp_path)
+    train_tracked.run(session)  # type: ignore[arg-type]
+    assert [run[:3] for run in session.runs] == [("python", "-m", "experiments")]
+    assert "data/ matches data.dvc." in session.logs
+
+    # Edited: not the recorded version, so the data session's DVC decides (here: it stops).
+    (tmp_path / "data" / "set.bin").write_bytes(b"edited")
+    session = RecordingSession(tmp_path)
+    train_tracked.run(session)  # type: ignore[arg-type]
+    assert session.runs[0] == ("python", "-m", "sessions.data", "ensure")
 
 
 def test_smoke_variant_adds_the_smoke_options_after_the_users(tmp_path: Path) -> None:

@@ -21,7 +21,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sessions.data import sync
+from sessions.data import record, sync
 from sessions.data.dvc import DataError, Result, command, dvc, dvc_env, explain, resolve_remote
 from sessions.data.sync import DATA_DIR
 from sessions.files import remove_tree
@@ -80,12 +80,6 @@ def run(session: nox.Session) -> None:
 # --- what training calls before it reads the data --------------------------------------------
 
 
-def recorded_hash(dvc_file: Path) -> str | None:
-    """The content hash that a .dvc file records for its output, if any."""
-    match = re.search(r"^\s*-?\s*md5:\s*(\S+)", dvc_file.read_text(encoding="utf-8"), re.M)
-    return match.group(1) if match else None
-
-
 def workspace_state(root: Path, target: str = DATA_DIR) -> str:
     """How `target` in the workspace compares with the version its .dvc file records.
 
@@ -94,6 +88,8 @@ def workspace_state(root: Path, target: str = DATA_DIR) -> str:
     """
     if not (root / f"{target}.dvc").is_file():
         return "untracked"
+    if record.holds_recorded_version(root, target):
+        return "current"  # the common case, decided without DVC's process
     folder = root / target
     if folder.is_dir() and not any(folder.iterdir()):
         # An empty folder holds no version: a container's bind mount of a fresh clone's data/.
@@ -143,7 +139,7 @@ def ensure_data(
         else:
             notice(f"Using {target}/ as it is: no {target}.dvc records a version of it.")
         return "untracked"
-    recorded = recorded_hash(root / f"{target}.dvc")
+    recorded = record.recorded_hash(root / f"{target}.dvc")
     if state == "current":
         return "current"
     if state == "modified":

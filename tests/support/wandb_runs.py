@@ -29,12 +29,24 @@ def run_dirs(root: Path) -> list[Path]:
     return sorted((root / "wandb").glob("offline-run-*"))
 
 
+def run_id(run_dir: Path) -> str:
+    """A run's id, from its log's name (`run-<id>.wandb`): the folder's name ends with it only
+    until a resumed run starts in the same second as the one before, when W&B adds `-1`."""
+    (run_file,) = run_dir.glob("run-*.wandb")
+    return run_file.stem.removeprefix("run-")
+
+
 def leet_inspect(*options: str, run_dir: Path) -> str:
-    """`wandb leet inspect --json`'s output. It runs beside the run: the CLI writes its own
-    debug log under `./wandb/` of its working directory, which must not be the checkout. W&B's
-    reader runs none of the project's code, so coverage does not follow it there."""
+    """`wandb leet inspect --json`'s output, from the reader it runs: W&B's `wandb-core` binary,
+    started directly with the arguments the CLI gives it (the CLI's own Python start-up was
+    half the cost of each read). It runs beside the run, where a debug log it writes does not
+    land in the checkout, and without coverage: it is not Python."""
+    from wandb.util import get_core_path
+
+    (run_file,) = run_dir.glob("*.wandb")
     return subprocess.run(
-        [wandb_cli(), "leet", "inspect", *options, "--json", str(run_dir)],
+        [get_core_path(), "leet", "inspect", "--no-observability", *options, "--json",
+         "--run-file", str(run_file), str(run_dir.parent)],
         cwd=run_dir.parent, env=without_coverage(os.environ), capture_output=True, text=True,
         check=True,
     ).stdout  # fmt: skip
