@@ -25,6 +25,10 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # run as a script: the project's modules are not on the path
+
+from benchmarks.tests_session import ctrl_c_back  # noqa: E402
+
 NOX = [sys.executable, "-m", "nox", "--reuse-venv=yes"]
 SYSTEMS = ("linux", "win32", "darwin")
 
@@ -65,6 +69,7 @@ def main() -> int:
         "fresh clone the first leg also pays for the files' first timing (schedule.py)",
     )  # fmt: skip
     args = parser.parse_args()
+    ctrl_c_back()
     print(f"cores: {os.cpu_count()}  load before: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
     walls: dict[str, float] = {}
     for system in args.systems:

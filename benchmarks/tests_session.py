@@ -186,13 +186,17 @@ def kinds_table(base: Run, new: Run, rows: int = 20) -> None:
         print(f"  {name:44s} {m:5d} {n:5d}  {a:6.1f} {b:6.1f}")
 
 
+def ctrl_c_back() -> None:
+    """Started as a background job (`... &`), this process and the gates it runs would inherit
+    an ignored SIGINT, which the interrupt tests rightly fail on: Ctrl-C must reach them."""
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 def compare(baseline: str, new: str, keep: Path | None) -> None:
     if not hasattr(os, "getloadavg"):
         sys.exit("CPU-seconds of a process tree are measured with POSIX accounting: run on Linux.")
-    # Started as a background job (`... &`), this process and the gates would inherit an
-    # ignored SIGINT, which the interrupt tests rightly fail on: Ctrl-C must reach them.
-    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
-        signal.signal(signal.SIGINT, signal.default_int_handler)
+    ctrl_c_back()
     subreaper = adopt_orphans()
     work = Path(keep or tempfile.mkdtemp(prefix="gate-benchmark-"))
     work.mkdir(parents=True, exist_ok=True)

@@ -290,7 +290,7 @@ def test_the_recorded_version_is_recognised_by_dvcs_own_hash_and_nothing_else_is
         (folder / name).parent.mkdir(parents=True, exist_ok=True)
         (folder / name).write_bytes(content)
     dvc(repo, "add", "-q", "nested")
-    assert record.folder_hash(folder) == record.recorded_folder_hash(repo / "nested.dvc")
+    assert record.folder_hash(folder) == record.recorded_folder_hash(repo / "nested.dvc", "nested")
     assert record.holds_recorded_version(repo, "nested")
 
     (folder / "a" / "b.bin").write_bytes(b"edited")
@@ -307,12 +307,18 @@ def test_the_recorded_version_is_recognised_by_dvcs_own_hash_and_nothing_else_is
     # Records this does not read are left to DVC: a single file, none at all, DVC 2's hash.
     (repo / "one.bin").write_bytes(b"1")
     dvc(repo, "add", "-q", "one.bin")
-    assert record.recorded_folder_hash(repo / "one.bin.dvc") is None
+    assert record.recorded_folder_hash(repo / "one.bin.dvc", "one.bin") is None
     assert not record.holds_recorded_version(repo, "one.bin")
     assert not record.holds_recorded_version(repo, "absent")
     legacy = repo / "legacy.dvc"
     legacy.write_text("outs:\n- md5: 0123.dir\n  path: legacy\n", encoding="utf-8")
-    assert record.recorded_folder_hash(legacy) is None
+    assert record.recorded_folder_hash(legacy, "legacy") is None
+    # A record of another folder, or of two outputs, is not this folder's.
+    nested = (repo / "nested.dvc").read_text(encoding="utf-8")
+    assert record.recorded_folder_hash(repo / "nested.dvc", "other") is None
+    two = repo / "two.dvc"
+    two.write_text(nested + nested.split("outs:\n", 1)[1], encoding="utf-8")
+    assert record.recorded_folder_hash(two, "nested") is None
 
 
 @pytest.mark.slow

@@ -20,23 +20,27 @@ FIELD = re.compile(r"^\s*-?\s*(md5|hash|path):\s*(\S+)\s*$", re.M)
 CHUNK = 1 << 20
 
 
-def recorded_fields(dvc_file: Path) -> dict[str, str]:
+def recorded_fields(dvc_file: Path) -> list[tuple[str, str]]:
     try:
-        return dict(FIELD.findall(dvc_file.read_text(encoding="utf-8")))
+        return FIELD.findall(dvc_file.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError):
-        return {}
+        return []
 
 
 def recorded_hash(dvc_file: Path) -> str | None:
-    """The content hash that a .dvc file records for its output, if any."""
-    return recorded_fields(dvc_file).get("md5")
+    """The content hash that a .dvc file records for its (first) output, if any."""
+    return next((value for name, value in recorded_fields(dvc_file) if name == "md5"), None)
 
 
-def recorded_folder_hash(dvc_file: Path) -> str | None:
-    """The `<md5>.dir` a .dvc file records for a folder with DVC 3's md5, else None."""
+def recorded_folder_hash(dvc_file: Path, path: str) -> str | None:
+    """The `<md5>.dir` a .dvc file records for the folder `path` with DVC 3's md5, else None
+    (also for a file that records more than that one output, or dependencies)."""
     fields = recorded_fields(dvc_file)
-    md5 = fields.get("md5", "")
-    return md5 if fields.get("hash") == "md5" and md5.endswith(".dir") else None
+    record = dict(fields)
+    if len(record) != len(fields) or record.get("hash") != "md5" or record.get("path") != path:
+        return None
+    md5 = record.get("md5", "")
+    return md5 if md5.endswith(".dir") else None
 
 
 def file_md5(path: Path) -> str:
@@ -58,6 +62,6 @@ def folder_hash(folder: Path) -> str:
 
 def holds_recorded_version(root: Path, target: str) -> bool:
     """True when root/target is exactly the folder that root/target.dvc records."""
-    recorded = recorded_folder_hash(root / f"{target}.dvc")
+    recorded = recorded_folder_hash(root / f"{target}.dvc", target)
     folder = root / target
     return bool(recorded) and folder.is_dir() and folder_hash(folder) == recorded
