@@ -184,3 +184,17 @@ def test_a_checkpoint_that_is_missing_or_foreign_is_one_sentence(tmp_path: Path)
     torch.save({"model": {}}, tmp_path / "other.pt")
     with pytest.raises(tracking.TrackingError, match=r"not written by tracker\.save_checkpoint"):
         tracking.read_checkpoint(tmp_path / "other.pt")
+
+
+def test_an_offline_runs_folders_are_found_in_order_with_the_same_second_suffix(
+    tmp_path: Path,
+) -> None:
+    # A resumed run that starts in the same second as the folder before it gets `-1`, `-2`...
+    names = ["offline-run-20260101_000001-abc12345-2", "offline-run-20260101_000000-abc12345",
+             "offline-run-20260101_000001-abc12345", "offline-run-20260101_000001-abc12345-1",
+             "offline-run-20260101_000001-other123"]  # fmt: skip
+    for name in names:
+        (tmp_path / name).mkdir()
+        (tmp_path / name / f"run-{name.split('-')[3]}.wandb").write_bytes(b"")
+    found = [folder.name for folder in tracking.offline_run_folders(tmp_path, "abc12345")]
+    assert found == [names[1], names[2], names[3], names[0]]

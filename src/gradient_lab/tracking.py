@@ -135,6 +135,20 @@ class BackgroundCalls:
                     self._error = error
 
 
+def offline_run_folders(wandb_dir: Path, run_id: str) -> list[Path]:
+    """The folders under `wandb_dir` that hold the offline run `run_id` (each its own
+    `run-<id>.wandb`), oldest first. W&B names them `offline-run-<time>-<id>`, and adds `-1`,
+    `-2`, ... when a resumed run starts in the same second as the folder before it."""
+
+    def order(folder: Path) -> tuple[str, int]:
+        stem, _, number = folder.name.rpartition("-")
+        again = number.isdigit() and stem.endswith(run_id)  # `<id>-1`: after `<id>`
+        return (stem, int(number)) if again else (folder.name, 0)
+
+    runs = wandb_dir.glob(f"offline-run-*/run-{run_id}.wandb")
+    return sorted((run.parent for run in runs), key=order)
+
+
 class Tracker:
     """One tracked run. Made by `track()`; its methods are all a training loop needs."""
 
@@ -203,8 +217,7 @@ class Tracker:
         after a stop writes one more folder each time, and `wandb sync` needs them all."""
         if self.mode != "offline":
             return [self.run_dir]
-        found = sorted(self.run_dir.parent.glob(f"offline-run-*-{self.run_id}"))
-        return found or [self.run_dir]
+        return offline_run_folders(self.run_dir.parent, self.run_id) or [self.run_dir]
 
     def sync_command(self) -> str:
         """The command that uploads this offline run (all of its folders)."""
