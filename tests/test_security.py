@@ -701,45 +701,6 @@ def test_a_vulnerable_pin_is_scanned_however_it_conflicts_with_the_scanners(
 
 NOSEC_PLANT = "import subprocess\n\n\ndef run(c):\n    subprocess.run(c, shell=True)  # nosec\n"
 
-
-@pytest.mark.slow
-@pytest.mark.parametrize(
-    ("expires", "passes"), [(None, False), ("2099-12-31", True), ("2020-01-31", False)]
-)
-def test_a_planted_nosec_needs_a_current_policy_entry(
-    tmp_path: Path,
-    database: Path,
-    nox_cmd: list[str],
-    child_env: dict[str, str],
-    *,
-    expires: str | None,
-    passes: bool,
-) -> None:
-    project = copy_project(tmp_path)
-    entries = [acceptance("B602", expires, "experiments/shell.py")] if expires else []
-    plant(project, "shell.py", NOSEC_PLANT, *entries)
-    code, output = run_session(project, database, nox_cmd, child_env)
-    assert (code == 0) is passes, output
-    if not passes:
-        assert "nosec: B602 (# nosec at experiments/shell.py:5)" in output
-        assert ("expired on 2020-01-31" in output) is (expires is not None)
-        assert verdicts(output)["nosec"] == "FAIL"
-
-
-@pytest.mark.slow
-def test_a_planted_aws_secret_fails_the_gate(
-    tmp_path: Path, database: Path, nox_cmd: list[str], child_env: dict[str, str]
-) -> None:
-    project = copy_project(tmp_path)
-    plant(project, "storage.py", AWS_PLANT)
-    code, output = run_session(project, database, nox_cmd, child_env)
-    assert code != 0
-    assert "AWS Access Key, experiments/storage.py:8" in output
-    assert "AWS Access Key, experiments/storage.py:9" in output
-    assert verdicts(output)["secrets"] == "FAIL"
-    assert re.search(r"secrets found \d+ unaccepted finding\(s\)", output)
-
-
 PASSWORD_PLANT = """
 def connect(host, password="admin"):
     return host, password
@@ -753,13 +714,60 @@ DB_PASSWORD = "swordfish"
 """
 
 
+def secret_hashes(reports: Path, path: str) -> set[str]:
+    """The hashes detect-secrets gave the findings in `path` (keyed as it prints paths: with
+    the host's separator)."""
+    secrets = json.loads((reports / "secrets.json").read_text(encoding="utf-8"))
+    found = {tool_path(name): results for name, results in secrets["results"].items()}
+    return {result["hashed_secret"] for result in found[path]}
+
+
 @pytest.mark.slow
-def test_a_planted_password_is_reported_at_low_severity_and_does_not_fail_bandit(
+def test_planted_findings_fail_their_scans_until_each_is_accepted(
     tmp_path: Path, database: Path, nox_cmd: list[str], child_env: dict[str, str]
 ) -> None:
+    """One copy of the project with a finding for each scan's rule, run twice: first as
+    planted, then with every finding accepted. (A merge of five session runs that each planted
+    one finding: each plant is in a file of its own and the scans report by file, so no finding
+    hides or changes another.)
+
+    - `# nosec` needs a current acceptance of its rule for its file: none, an expired one and
+      a current one (only the first two are reported, by the audit and by bandit, which
+      runs ignoring `# nosec`);
+    - AWS keys fail the secret scan, named by file and line;
+    - hard-coded passwords are bandit findings of low severity, below the gate's threshold:
+      in bandit's reports (JSON and SARIF) but not failing it (bandit passes once the shell=True
+      plants are accepted); the secret scan sees them too.
+    """
     project = copy_project(tmp_path)
+    nosec = {name: f"experiments/{name}.py" for name in ("no_entry", "expired", "current")}
+    plant(project, "no_entry.py", NOSEC_PLANT)
+    plant(project, "expired.py", NOSEC_PLANT, acceptance("B602", "2020-01-31", nosec["expired"]))
+    plant(project, "current.py", NOSEC_PLANT, acceptance("B602", "2099-12-31", nosec["current"]))
+    plant(project, "storage.py", AWS_PLANT)
     plant(project, "login.py", PASSWORD_PLANT)
+
     code, output = run_session(project, database, nox_cmd, child_env)
+    assert code != 0
+    # bandit runs with `# nosec` ignored: the shell=True plants are its only open findings.
+    assert verdicts(output) == {"bandit": "FAIL", "nosec": "FAIL", "safety": "pass",
+                                "secrets": "FAIL"}  # fmt: skip
+    opened = [line for line in output.splitlines() if line.startswith("bandit: ")]
+    assert sorted(line.split(" (", 1)[0] for line in opened) == ["bandit: B602", "bandit: B602"]
+    reported = {
+        name: [line for line in output.splitlines() if f"# nosec at {path}:5" in line]
+        for name, path in nosec.items()
+    }
+    assert [line.split("nosec: ", 1)[1] for line in reported["no_entry"]] == [
+        f"B602 (# nosec at {nosec['no_entry']}:5)"
+    ]
+    assert [line.split("nosec: ", 1)[1] for line in reported["expired"]] == [
+        f"B602 (# nosec at {nosec['expired']}:5); its acceptance expired on 2020-01-31"
+    ]
+    assert reported["current"] == []
+    assert "AWS Access Key, experiments/storage.py:8" in output
+    assert "AWS Access Key, experiments/storage.py:9" in output
+    assert re.search(r"secrets found \d+ unaccepted finding\(s\)", output)
     reports = project / "reports"
     report = json.loads((reports / "bandit.json").read_text(encoding="utf-8"))
     planted = {
@@ -777,21 +785,13 @@ def test_a_planted_password_is_reported_at_low_severity_and_does_not_fail_bandit
         )
     }
     assert in_sarif == {"B105", "B107"}
-    assert verdicts(output)["bandit"] == "pass"
-    # The secret scanner sees the passwords too; accepted as the test fixtures they are, the
-    # whole gate passes while bandit's reports keep the low-severity findings.
-    assert verdicts(output)["secrets"] == "FAIL" and code != 0
-    secrets = json.loads((reports / "secrets.json").read_text(encoding="utf-8"))
-    # Keyed as detect-secrets prints paths: with the host's separator.
-    found = {tool_path(name): results for name, results in secrets["results"].items()}
-    hashes = {result["hashed_secret"] for result in found["experiments/login.py"]}
-    plant(
-        project,
-        "login.py",
-        PASSWORD_PLANT,
-        *(acceptance(h, "2099-12-31", "experiments/login.py") for h in hashes),
-    )
+
+    accepted = [acceptance("B602", "2099-12-31", nosec[name]) for name in ("no_entry", "expired")]
+    for path in ("experiments/storage.py", "experiments/login.py"):
+        accepted += [acceptance(h, "2099-12-31", path) for h in secret_hashes(reports, path)]
+    plant(project, "login.py", PASSWORD_PLANT, *accepted)
     code, output = run_session(project, database, nox_cmd, child_env)
     assert code == 0, output
+    assert verdicts(output) == dict.fromkeys(("bandit", "nosec", "safety", "secrets"), "pass")
     report = json.loads((reports / "bandit.json").read_text(encoding="utf-8"))
     assert any(result["filename"].endswith("login.py") for result in report["results"])

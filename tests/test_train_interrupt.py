@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from contextlib import suppress
 from pathlib import Path
 
@@ -22,7 +23,7 @@ import pytest
 import torch
 
 from sessions.files import remove_tree
-from tests.conftest import measured_in
+from tests.conftest import measured_in, without_coverage
 from tests.support.jobs import Job
 from tests.support.platforms import skip_on
 from tests.support.project_copy import build_template, copy_of
@@ -62,11 +63,12 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return copy
 
 
-def session_env(project: Path, runs: Path) -> dict[str, str]:
+def session_env(project: Path, runs: Path, *, measured: bool = True) -> dict[str, str]:
     """This test venv for `nox --no-venv`, the copy's library first, W&B offline in `runs`;
-    measured by this run's coverage."""
-    env = {k: v for k, v in measured_in(project, os.environ).items()
-           if not k.startswith(("WANDB_", "NOX_"))}  # fmt: skip
+    measured by this run's coverage unless `measured` is False (a launch whose lines other
+    tests measure)."""
+    env = measured_in(project, os.environ) if measured else without_coverage(os.environ)
+    env = {k: v for k, v in env.items() if not k.startswith(("WANDB_", "NOX_"))}
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
     env["PYTHONPATH"] = str(project / "src")
     env |= {"WANDB_DIR": str(runs), "WANDB_CONFIG_DIR": str(runs / "config"),
@@ -75,16 +77,22 @@ def session_env(project: Path, runs: Path) -> dict[str, str]:
     return env
 
 
-def nox_train(project: Path, runs: Path, *options: str) -> Job:
+def nox_train(project: Path, runs: Path, *options: str, measured: bool = True) -> Job:
     command = [sys.executable, "-m", "nox", "--no-venv", "-s", "train-tracked", "--", *options]
-    return Job(command, project, session_env(project, runs))
+    return Job(command, project, session_env(project, runs, measured=measured))
 
 
-def wait_until_training(job: Job, runs: Path) -> None:
-    """Until the run's log file holds logged steps (W&B writes it in 32 KiB blocks)."""
+def wait_until_training(job: Job, runs: Path, earlier: Sequence[Path] = ()) -> None:
+    """Until the run's log file holds logged steps (W&B writes it in 32 KiB blocks); the
+    folders of `earlier` runs in `runs` do not count."""
     job.wait_for("Training ")
     deadline = time.monotonic() + 180
-    while not any(f.stat().st_size >= 64 * 1024 for f in runs.glob("wandb/*/*.wandb")):
+    while not any(
+        f.stat().st_size >= 64 * 1024
+        for folder in run_dirs(runs)
+        if folder not in earlier
+        for f in folder.glob("*.wandb")
+    ):
         assert job.proc.poll() is None, job.output
         assert time.monotonic() < deadline, f"no training steps logged:\n{job.output}"
         time.sleep(0.05)
@@ -112,20 +120,11 @@ def unbroken(project: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[st
     return weights
 
 
-@signals_a_group
-@pytest.mark.parametrize(
-    ("signum", "said"), [(signal.SIGINT, "Ctrl-C (SIGINT)"), (signal.SIGTERM, "SIGTERM")]
-)
-def test_signal_to_the_session_saves_closes_and_resumes(
-    project: Path, tmp_path: Path, signum: int, said: str, unbroken: dict[str, torch.Tensor]
-) -> None:
-    name = f"stopped-{signum}"
-    runs = tmp_path / "runs"
-    job = nox_train(project, runs, *TRAIN, "--name", name)
-    wait_until_training(job, runs)
-    job.signal_group(signum)
-    code, output = job.finish()
-
+def stopped(
+    finished: tuple[int, str], signum: int, said: str, *, project: Path, name: str, run_dir: Path
+) -> tuple[list[str], int]:
+    """Checks what a signal to the session left; the printed resume command and the step."""
+    code, output = finished
     assert code == 128 + signum, output
     assert "Traceback" not in output
     (line,) = [line for line in output.splitlines() if line.startswith("Stopped by")]
@@ -134,7 +133,6 @@ def test_signal_to_the_session_saves_closes_and_resumes(
     assert f"checkpoint saved to {Path('models') / f'{name}.ckpt'}" in line
     state = torch.load(checkpoint, weights_only=True)
     assert 0 < state["step"] < TOTAL_STEPS
-    (run_dir,) = run_dirs(runs)
     run = inspect(run_dir)
     assert f"W&B run closed (offline: {run_dir})" in line
     # Closed with the signal's exit code; its last word says where training stopped.
@@ -142,20 +140,53 @@ def test_signal_to_the_session_saves_closes_and_resumes(
     assert run["summary"]["stopped_by"] == said
     assert run["summary"]["stopped_at_step"] == state["step"]
     assert not list((project / "models").glob(f".{name}*"))  # no partial file
-
-    # The exact command the message gives ends the same run with an unbroken run's weights.
     resume = resume_command(line)
     assert resume[resume.index("--") + 1 :] == [*TRAIN, "--name", name, "--resume"]
+    return resume, int(state["step"])
+
+
+@signals_a_group
+def test_signals_to_the_session_save_close_and_resume(
+    project: Path, tmp_path: Path, unbroken: dict[str, torch.Tensor]
+) -> None:
+    """Ctrl-C stops the run, SIGTERM stops the resumed run, and the second printed command
+    finishes it: one W&B run throughout, with an unbroken run's weights. (One job for both
+    signals, each stopping a run and its checkpoint resumed, where there were one job per
+    signal: the second stop is also a stop of a resumed run.)"""
+    name = "stopped"
+    runs = tmp_path / "runs"
+    job = nox_train(project, runs, *TRAIN, "--name", name)
+    wait_until_training(job, runs)
+    job.signal_group(signal.SIGINT)
+    finished = job.finish()
+    (first_dir,) = run_dirs(runs)
+    run_id = inspect(first_dir)["run_id"]
+    resume, step = stopped(finished, signal.SIGINT, "Ctrl-C (SIGINT)", project=project,
+                           name=name, run_dir=first_dir)  # fmt: skip
+
+    # The exact command the message gives resumes the same run; SIGTERM stops it again.
+    job = Job(resume, project, session_env(project, runs))
+    job.wait_for(f"Resuming relu at step {step}")
+    wait_until_training(job, runs, earlier=[first_dir])
+    job.signal_group(signal.SIGTERM)
+    finished = job.finish()
+    (second_dir,) = [d for d in run_dirs(runs) if d != first_dir]
+    assert inspect(second_dir)["run_id"] == run_id  # the same W&B run goes on
+    resume, later = stopped(finished, signal.SIGTERM, "SIGTERM", project=project, name=name,
+                            run_dir=second_dir)  # fmt: skip
+    assert later > step
+    assert min(row["_step"] for row in history(second_dir) if "loss" in row) >= step
+
     result = subprocess.run(resume, cwd=project, env=session_env(project, runs),
                             capture_output=True, text=True, timeout=300)  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
-    assert f"Resuming relu at step {state['step']}" in result.stdout
-    assert not checkpoint.exists()
-    resumed_dir = next(d for d in run_dirs(runs) if d != run_dir)
-    resumed = inspect(resumed_dir)
-    assert resumed["run_id"] == run["run_id"]  # the same W&B run goes on
+    assert f"Resuming relu at step {later}" in result.stdout
+    assert not (project / "models" / f"{name}.ckpt").exists()
+    (last_dir,) = [d for d in run_dirs(runs) if d not in (first_dir, second_dir)]
+    resumed = inspect(last_dir)
+    assert resumed["run_id"] == run_id
     assert (resumed["exit_code"], resumed["state"]) == (0, "finished")
-    assert min(row["_step"] for row in history(resumed_dir) if "loss" in row) >= state["step"]
+    assert min(row["_step"] for row in history(last_dir) if "loss" in row) >= later
     weights = torch.load(project / "models" / f"{name}-relu.pt", weights_only=True)
     assert weights.keys() == unbroken.keys()
     assert all(torch.equal(weights[k], unbroken[k]) for k in unbroken)
@@ -268,7 +299,9 @@ def test_ctrl_c_stops_every_rank_of_a_two_process_job_after_one_step(
     from gradient_lab.interrupt import AGREE_EVERY
 
     runs = tmp_path / "runs"
-    job = nox_train(project, runs, "--nproc", "2", *UNTIL_STOPPED, "--name", "two-ranks")
+    # Unmeasured: test_interrupt's torchrun launches and test_distributed's run these lines.
+    job = nox_train(project, runs, "--nproc", "2", *UNTIL_STOPPED, "--name", "two-ranks",
+                    measured=False)  # fmt: skip
     wait_until_training(job, runs)
     job.signal_group(signal.SIGINT)
     code, output = job.finish()

@@ -11,7 +11,7 @@ import pytest
 
 from sessions import train_tracked
 from sessions.data import record
-from tests.conftest import ROOT, RecordingSession, measured_in
+from tests.conftest import ROOT, RecordingSession, measured_in, without_coverage
 from tests.support.platforms import skip_on
 from tests.support.wandb_runs import inspect, run_dirs
 
@@ -100,8 +100,13 @@ def test_unknown_script_is_a_clear_error(tmp_path: Path) -> None:
     assert not session.installs
 
 
-def session_env(child_env: dict[str, str], project: Path) -> dict[str, str]:
-    env = {k: v for k, v in measured_in(project, child_env).items() if not k.startswith("WANDB_")}
+def session_env(
+    child_env: dict[str, str], project: Path, *, measured: bool = True
+) -> dict[str, str]:
+    """measured=False: the lines the launch runs are measured by other tests (test_report's
+    and test_train_interrupt's sessions, test_distributed's torchrun launches)."""
+    env = measured_in(project, child_env) if measured else without_coverage(child_env)
+    env = {k: v for k, v in env.items() if not k.startswith("WANDB_")}
     # `--no-venv` runs `python` from PATH: this test venv's.
     env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
     return env
@@ -111,8 +116,8 @@ def session_env(child_env: dict[str, str], project: Path) -> dict[str, str]:
 def test_smoke_session_trains_offline_with_no_account(
     tmp_path: Path, child_env: dict[str, str], nox_cmd: list[str], project_copy: Path
 ) -> None:
-    env = session_env(child_env, project_copy) | {"WANDB_CONFIG_DIR": str(tmp_path / "cfg"),
-                                    "WANDB_DATA_DIR": str(tmp_path / "wd")}  # fmt: skip
+    env = session_env(child_env, project_copy, measured=False)
+    env |= {"WANDB_CONFIG_DIR": str(tmp_path / "cfg"), "WANDB_DATA_DIR": str(tmp_path / "wd")}
     result = subprocess.run(
         [*nox_cmd, "--no-venv", "-s", "train-tracked", "--", "--smoke", "--no-progress",
          "--activation", "sigmoid", "--run-dir", str(tmp_path), "--models-dir",
@@ -150,8 +155,8 @@ def test_session_with_a_bad_option_exits_non_zero(
 def test_session_trains_the_demo_in_two_processes_as_one_run(
     tmp_path: Path, child_env: dict[str, str], nox_cmd: list[str], project_copy: Path
 ) -> None:
-    env = session_env(child_env, project_copy) | {"WANDB_CONFIG_DIR": str(tmp_path / "cfg"),
-                                    "WANDB_DATA_DIR": str(tmp_path / "wd")}  # fmt: skip
+    env = session_env(child_env, project_copy, measured=False)
+    env |= {"WANDB_CONFIG_DIR": str(tmp_path / "cfg"), "WANDB_DATA_DIR": str(tmp_path / "wd")}
     result = subprocess.run(
         [*nox_cmd, "--no-venv", "-s", "train-tracked", "--", "--nproc", "2", "--smoke",
          "--no-progress", "--activation", "relu", "--depth", "3", "--width", "8",
