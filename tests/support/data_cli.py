@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.conftest import ROOT, measured_in
+from tests.conftest import ROOT, measured_in, without_coverage
 from tests.support.dvc_repo import isolated_env
 from tests.support.platforms import own_process_group
 
@@ -68,11 +68,13 @@ class Ran:
         return list(dict.fromkeys(PRINTED.findall(self.output)))
 
 
-def nox_data(project: Path, env: dict[str, str], *args: str) -> Ran:
+def nox_data(project: Path, env: dict[str, str], *args: str, measured: bool = True) -> Ran:
     """`nox -s data -- ARGS` in `project`, in this interpreter's environment (`--no-venv`:
     the venv is what the tests run in) with the copy's own library on the path; the session
-    is measured by this run's coverage, the DVC processes it starts measure nothing of ours."""
-    env = measured_in(project, env) | {"PYTHONPATH": str(project / "src")}
+    is measured by this run's coverage (unless `measured` is False: a training run whose lines
+    other tests measure), the DVC processes it starts measure nothing of ours."""
+    env = measured_in(project, env) if measured else without_coverage(env)
+    env |= {"PYTHONPATH": str(project / "src")}
     proc = subprocess.run(
         [sys.executable, "-m", "nox", "--no-venv", "-s", "data", "--", *args],
         cwd=project, env=env, capture_output=True, text=True, encoding="utf-8",
@@ -84,11 +86,11 @@ def nox_data(project: Path, env: dict[str, str], *args: str) -> Ran:
     return Ran(proc.returncode, proc.stdout, stderr)
 
 
-def run_printed(project: Path, env: dict[str, str], printed: str) -> Ran:
+def run_printed(project: Path, env: dict[str, str], printed: str, *, measured: bool = True) -> Ran:
     """Run a command exactly as a message printed it (only nox's venv is swapped for ours)."""
     words = shlex.split(printed)
     assert words[:4] == ["nox", "-s", "data", "--"], printed
-    return nox_data(project, env, *words[4:])
+    return nox_data(project, env, *words[4:], measured=measured)
 
 
 def start_push(repo: Path, env: dict[str, str], *args: str) -> subprocess.Popen[str]:
