@@ -307,8 +307,9 @@ def pull(args: Sequence[str], root: Path) -> None:
             )
         if not re.search(MISSING, result.output, re.IGNORECASE):
             raise DataError(explain("pull", result.output, args, remote))
-    changes = workspace_changes(root, "pull", args)
-    absent = [output for output in outputs if output.path in changes["deleted"]]
+    # A pull that succeeded checked every output out; only a partial one needs asking which.
+    deleted = workspace_changes(root, "pull", args)["deleted"] if result.returncode else set()
+    absent = [output for output in outputs if output.path in deleted]
     present = [output for output in outputs if output not in absent]
     where = f"the remote {remote}" + (", which does not exist yet" if remote.missing(root) else "")
     print(f"Pulled from the remote {remote}: the workspace has {listing(present)}.")
