@@ -24,6 +24,11 @@ ROOT = tiers.ROOT
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    # The children the tests start keep the bytecode they compile (in the copies' and this
+    # checkout's __pycache__, ignored by git, DVC and Docker), as Python does by default: a
+    # machine-wide PYTHONDONTWRITEBYTECODE would make each of several hundred children compile
+    # this project's modules again (about 0.8 CPU-seconds for a training run).
+    os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
     if config.pluginmanager.register(tiers, "tiers") is None:  # blocked with -p no:tiers
         raise pytest.UsageError(
             "tests/support/tiers.py cannot be switched off: it checks every run."
@@ -114,7 +119,6 @@ def child_env() -> Iterator[dict[str, str]]:
     """An environment for a nested nox run in this checkout, measured by this run's coverage;
     in a copy, measured_in(copy, child_env); a nested pytest run, without_coverage(child_env)."""
     env = measured_in(ROOT, os.environ)
-    env["PYTHONDONTWRITEBYTECODE"] = "1"
     # Nested `nox --no-venv` finds pytest and coverage on PATH: this interpreter's scripts.
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
     yield env

@@ -73,7 +73,7 @@ def session_env(project: Path, runs: Path, *, measured: bool = True) -> dict[str
     env["PYTHONPATH"] = str(project / "src")
     env |= {"WANDB_DIR": str(runs), "WANDB_CONFIG_DIR": str(runs / "config"),
             "WANDB_DATA_DIR": str(runs / "data"), "WANDB_CACHE_DIR": str(runs / "cache"),
-            "DVC_NO_ANALYTICS": "1", "PYTHONDONTWRITEBYTECODE": "1"}  # fmt: skip
+            "DVC_NO_ANALYTICS": "1"}  # fmt: skip
     return env
 
 

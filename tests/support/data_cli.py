@@ -47,7 +47,6 @@ def data_env(base: Path) -> dict[str, str]:
         WANDB_MODE="offline",
         WANDB_SILENT="true",
         WANDB_DIR=str(base / "wandb"),
-        PYTHONDONTWRITEBYTECODE="1",
     )
     env.pop("WANDB_API_KEY", None)
     return env
