@@ -153,14 +153,24 @@ def run(session: nox.Session, *, smoke: bool = False) -> None:
     args = ["python", *launcher, "-m", "experiments", script, *options]
     with signals_stop_nox() as received:
         try:
-            train(session, args, env)
+            train(session, args, env, received)
         except KeyboardInterrupt:
             # The command stopped with a non-zero code (nox re-raises only then): leave as the
             # training did, 128 + the first signal, not as a failed session.
             raise SystemExit(128 + (received[0] if received else signal.SIGINT)) from None
 
 
-def train(session: nox.Session, args: list[str], env: dict[str, str]) -> None:
+def stop_if_signalled(received: list[int]) -> None:
+    """After a command: a signal that came while it ran stops the session, whatever nox made of
+    the command's exit. nox passes a stop on only when the command failed, and a command that a
+    signal stopped can look successful: CPython's Popen.wait, when the signal's handler runs just
+    after it reaped the child (the child, signalled too, was quicker), loses the exit status
+    and reports 0."""
+    if received:
+        raise KeyboardInterrupt
+
+
+def train(session: nox.Session, args: list[str], env: dict[str, str], received: list[int]) -> None:
     install_groups(session, "data", project=True)
     # Train on the data set data.dvc records: pulled, restored or regenerated, never stale.
     # Where data/ already is that version (read here, without DVC), there is nothing to do;
@@ -170,8 +180,10 @@ def train(session: nox.Session, args: list[str], env: dict[str, str]) -> None:
         session.log(f"{DATA_DIR}/ matches {DATA_DIR}.dvc.")
     else:
         session.run("python", "-m", "sessions.data", "ensure")
+        stop_if_signalled(received)
     if not (os.environ.get("WANDB_MODE") or os.environ.get("WANDB_API_KEY")):
         # The logging layer's own default; said here so the user knows before the run starts.
         session.log("W&B is not configured: tracking offline (set WANDB_API_KEY to go online).")
     session.run(*args, env=env, interrupt_timeout=INTERRUPT_TIMEOUT,
                 terminate_timeout=TERMINATE_TIMEOUT)  # fmt: skip
+    stop_if_signalled(received)

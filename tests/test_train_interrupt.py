@@ -265,6 +265,29 @@ def test_ctrl_c_while_torch_imports_prints_one_line(project: Path, tmp_path: Pat
     assert not run_dirs(tmp_path / "runs")
 
 
+@skip_on("win32", reason="Popen reaps with waitpid on POSIX only")
+@skip_on("darwin", reason="reads /proc")
+def test_a_stop_the_training_took_before_nox_is_not_reported_as_success(
+    project: Path, tmp_path: Path
+) -> None:
+    """The group's Ctrl-C, where the training handles it and exits before nox's handler runs:
+    nox's Popen has reaped the training by then and reads its exit code as 0 (the failure
+    this was seen as: "Session train-tracked was successful", exit 0, nothing trained)."""
+    env = session_env(project, tmp_path / "runs", measured=False)
+    env["PYTHONPATH"] = os.pathsep.join([str(Path(__file__).parent / "support" /
+                                         "signal_after_reap"), env["PYTHONPATH"]])  # fmt: skip
+    command = [sys.executable, "-m", "nox", "--no-venv", "-s", "train-tracked", "--", *TRAIN]
+    job = Job([*command, "--name", "raced"], project, env)
+    pid = child_running(job, b"experiments")
+    while not catches_sigterm(pid):
+        time.sleep(0.005)
+    os.kill(pid, signal.SIGINT)  # the training first; nox gets its own once it has reaped it
+    code, output = job.finish()
+    assert code == 130, output
+    assert "was successful" not in output
+    assert "Stopped by Ctrl-C (SIGINT) before training started; nothing was saved." in output
+
+
 @skip_on("win32", "darwin", reason="reads /proc")
 def test_ctrl_c_during_the_data_check_prints_one_line(project: Path, tmp_path: Path) -> None:
     # Without data/, the check is DVC's (a current data/ is recognised without it).

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -195,6 +196,30 @@ def test_the_demo_learns_the_resume_command_from_the_session(tmp_path: Path) -> 
     assert isinstance(kwargs, dict)
     assert kwargs["env"] == {"GRADIENT_LAB_RESUME_COMMAND": "nox -s fake -- --seed 3 --resume"}
     assert kwargs["interrupt_timeout"] + kwargs["terminate_timeout"] < 10  # before Docker kills
+
+
+def test_a_signal_while_a_command_ran_stops_the_session_though_nox_saw_success(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """nox swallows the stop when it read the command's exit code as 0 (as CPython's Popen
+    reports a child it reaped before the signal's handler ran): the session stops anyway, as
+    the signal asked, with 128 + its number, and starts nothing more."""
+    import signal
+
+    monkeypatch.setattr(train_tracked, "ROOT", tmp_path)  # no data/: the data check runs first
+    session = RecordingSession(tmp_path)
+    ran: list[tuple[str, ...]] = []
+
+    def swallowed(*args: str, **kwargs: object) -> None:
+        ran.append(args)
+        with contextlib.suppress(KeyboardInterrupt):  # what nox's popen does then
+            signal.raise_signal(signal.SIGTERM)
+
+    session.run = swallowed  # type: ignore[method-assign]
+    with pytest.raises(SystemExit) as stopped:
+        train_tracked.run(session)  # type: ignore[arg-type]
+    assert stopped.value.code == 128 + signal.SIGTERM
+    assert ran == [("python", "-m", "sessions.data", "ensure")]  # and no training after it
 
 
 # Windows has SIGTERM too, and raise_signal calls the handler the session installs for it.
