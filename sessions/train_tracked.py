@@ -18,16 +18,18 @@ import importlib
 import importlib.util
 import os
 import shlex
-import signal
-import threading
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
-from types import FrameType
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from sessions.data.record import holds_recorded_version
 from sessions.data.sync import DATA_DIR
 from sessions.project import ROOT
+from sessions.stops import (
+    INTERRUPT_TIMEOUT,
+    TERMINATE_TIMEOUT,
+    stop_if_signalled,
+    stopped_by_signals,
+)
 from sessions.venv import install_groups
 
 if TYPE_CHECKING:
@@ -41,15 +43,6 @@ SMOKE_OPTIONS = ("--smoke", "--no-progress")
 # The training scripts a user can name, each experiments/<name>.py. Listed, not discovered, so
 # a helper module is never offered as a training script.
 TRAINING_SCRIPTS = ("demo_vanishing_gradients", "tiny_regression")
-
-# After a signal, how long nox waits for the training to stop before it sends SIGTERM, then
-# how long before it kills it. A terminal, CI and Docker (with an init that signals the process
-# group) reach the training directly, so the first wait only matters where nox alone got the
-# signal (`docker stop` on an image whose PID 1 is nox): nox passes SIGTERM on after it. The
-# training treats that second signal as "hurry" and keeps stopping; a stop takes under 2 s,
-# and the sum stays below Docker's 10 s grace and the 10 s a cancelled GitHub job gets.
-INTERRUPT_TIMEOUT = 1.0
-TERMINATE_TIMEOUT = 8.0
 
 
 def split(posargs: list[str]) -> tuple[list[str], str, list[str]]:
@@ -114,34 +107,6 @@ def resume_command(session: nox.Session, environ: Mapping[str, str] = os.environ
     )
 
 
-@contextmanager
-def signals_stop_nox() -> Iterator[list[int]]:
-    """While the block runs, SIGINT and SIGTERM interrupt nox the way Ctrl-C does.
-
-    nox then waits for the running command and escalates (INTERRUPT_TIMEOUT...). Without this a
-    SIGTERM kills nox outright (or is ignored when nox is PID 1 in a container), leaving the
-    training without a parent. A second SIGTERM is ignored (the stop is under way); a second
-    Ctrl-C interrupts the wait, so nox leaves at once. Yields the signals received, in order.
-    """
-    received: list[int] = []
-
-    def handler(signum: int, frame: FrameType | None) -> None:
-        received.append(signum)
-        if len(received) == 1 or signum == signal.SIGINT:
-            raise KeyboardInterrupt
-
-    if threading.current_thread() is not threading.main_thread():
-        yield received
-        return
-    signals = [signal.SIGINT] + ([signal.SIGTERM] if hasattr(signal, "SIGTERM") else [])
-    previous = {sig: signal.signal(sig, handler) for sig in signals}
-    try:
-        yield received
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
-
-
 def run(session: nox.Session, *, smoke: bool = False) -> None:
     try:
         launcher, script, options = split(list(session.posargs))
@@ -151,23 +116,8 @@ def run(session: nox.Session, *, smoke: bool = False) -> None:
     resume_env = check_options(script, options)
     env = {resume_env: resume_command(session)} if resume_env else {}
     args = ["python", *launcher, "-m", "experiments", script, *options]
-    with signals_stop_nox() as received:
-        try:
-            train(session, args, env, received)
-        except KeyboardInterrupt:
-            # The command stopped with a non-zero code (nox re-raises only then): leave as the
-            # training did, 128 + the first signal, not as a failed session.
-            raise SystemExit(128 + (received[0] if received else signal.SIGINT)) from None
-
-
-def stop_if_signalled(received: list[int]) -> None:
-    """After a command: a signal that came while it ran stops the session, whatever nox made of
-    the command's exit. nox passes a stop on only when the command failed, and a command that a
-    signal stopped can look successful: CPython's Popen.wait, when the signal's handler runs just
-    after it reaped the child (the child, signalled too, was quicker), loses the exit status
-    and reports 0."""
-    if received:
-        raise KeyboardInterrupt
+    with stopped_by_signals() as received:
+        train(session, args, env, received)
 
 
 def train(session: nox.Session, args: list[str], env: dict[str, str], received: list[int]) -> None:

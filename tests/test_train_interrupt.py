@@ -267,25 +267,45 @@ def test_ctrl_c_while_torch_imports_prints_one_line(project: Path, tmp_path: Pat
 
 @skip_on("win32", reason="Popen reaps with waitpid on POSIX only")
 @skip_on("darwin", reason="reads /proc")
-def test_a_stop_the_training_took_before_nox_is_not_reported_as_success(
-    project: Path, tmp_path: Path
+@pytest.mark.parametrize(
+    ("session", "said"),
+    [
+        ("train-tracked", "Stopped by Ctrl-C (SIGINT) before training started; nothing was saved."),
+        ("data", "Stopped by Ctrl-C (SIGINT); run the same command again to finish."),
+    ],
+)
+def test_a_stop_the_command_took_before_nox_is_not_reported_as_success(
+    project: Path, tmp_path: Path, session: str, said: str
 ) -> None:
-    """The group's Ctrl-C, where the training handles it and exits before nox's handler runs:
-    nox's Popen has reaped the training by then and reads its exit code as 0 (the failure
-    this was seen as: "Session train-tracked was successful", exit 0, nothing trained)."""
+    """The group's Ctrl-C, where the session's command handles it and exits before nox's
+    handler runs: nox's Popen has reaped the command by then and reads its exit code as 0. It
+    was seen so in a test run: "Session train-tracked was successful", exit 0, nothing trained.
+    The data session stands for the one-command sessions (report and export-summary too); it
+    is stopped while DVC regenerates a fresh copy's data."""
     env = session_env(project, tmp_path / "runs", measured=False)
-    env["PYTHONPATH"] = os.pathsep.join([str(Path(__file__).parent / "support" /
-                                         "signal_after_reap"), env["PYTHONPATH"]])  # fmt: skip
-    command = [sys.executable, "-m", "nox", "--no-venv", "-s", "train-tracked", "--", *TRAIN]
-    job = Job([*command, "--name", "raced"], project, env)
-    pid = child_running(job, b"experiments")
-    while not catches_sigterm(pid):
-        time.sleep(0.005)
-    os.kill(pid, signal.SIGINT)  # the training first; nox gets its own once it has reaped it
+    reap_first = Path(__file__).parent / "support" / "signal_after_reap"
+    env["PYTHONPATH"] = os.pathsep.join([str(reap_first), env["PYTHONPATH"]])
+    if session == "train-tracked":
+        job = nox_job(project, env, session, *TRAIN, "--name", "raced")
+        command = child_running(job, b"experiments")
+        while not catches_sigterm(command):  # from its first instant, while torch imports
+            time.sleep(0.005)
+    else:
+        fresh = copy_of(project, tmp_path / "project")
+        remove_tree(fresh / "data")
+        job = nox_job(fresh, env, session, "ensure")
+        command = child_running(job, b"sessions.data")
+        while not children(command):  # asking DVC: the command is under way
+            time.sleep(0.005)
+    os.kill(command, signal.SIGINT)  # the command first; nox gets its own once it reaped it
     code, output = job.finish()
     assert code == 130, output
     assert "was successful" not in output
-    assert "Stopped by Ctrl-C (SIGINT) before training started; nothing was saved." in output
+    assert said in output
+
+
+def nox_job(project: Path, env: dict[str, str], session: str, *args: str) -> Job:
+    return Job([sys.executable, "-m", "nox", "--no-venv", "-s", session, "--", *args], project, env)
 
 
 @skip_on("win32", "darwin", reason="reads /proc")

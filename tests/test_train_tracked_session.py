@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from sessions import train_tracked
+from sessions import stops, train_tracked
 from sessions.data import record
 from tests.conftest import ROOT, RecordingSession, measured_in, without_coverage
 from tests.support.platforms import skip_on
@@ -226,7 +226,7 @@ def test_a_signal_while_a_command_ran_stops_the_session_though_nox_saw_success(
 def test_nox_takes_sigterm_like_ctrl_c_and_only_the_first() -> None:
     import signal
 
-    with train_tracked.signals_stop_nox() as received:
+    with stops.signals_stop_nox() as received:
         with pytest.raises(KeyboardInterrupt):
             signal.raise_signal(signal.SIGTERM)
         signal.raise_signal(signal.SIGTERM)  # a second SIGTERM: nox keeps waiting

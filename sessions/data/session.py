@@ -26,6 +26,7 @@ from sessions.data.dvc import DataError, Result, command, dvc, dvc_env, explain,
 from sessions.data.sync import DATA_DIR
 from sessions.files import remove_tree
 from sessions.project import ROOT
+from sessions.stops import run_until_stopped
 from sessions.venv import install_groups
 
 if TYPE_CHECKING:
@@ -74,7 +75,7 @@ def run(session: nox.Session) -> None:
         session.error(USAGE)
     # The project too: `ensure` runs its data generator and `dvc repro` its training.
     install_groups(session, "data", project=True)
-    session.run("python", "-m", "sessions.data", *session.posargs)
+    run_until_stopped(session, "python", "-m", "sessions.data", *session.posargs)
 
 
 # --- what training calls before it reads the data --------------------------------------------

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from sessions.stops import run_until_stopped
 from sessions.venv import install_groups
 
 if TYPE_CHECKING:
@@ -16,4 +17,4 @@ if TYPE_CHECKING:
 
 def run(session: nox.Session) -> None:
     install_groups(session, "data", project=True)
-    session.run("python", "-m", "sessions.report", *session.posargs)
+    run_until_stopped(session, "python", "-m", "sessions.report", *session.posargs)
