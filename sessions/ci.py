@@ -8,6 +8,10 @@
 `python -m sessions.ci env` prints the workflow's environment as NAME=value lines, for
 `.ci/workflow-env` to export: the local leg runs under the variables the workflow sets.
 
+`python -m sessions.ci readme` runs the README's two commands, word for word, as a new user
+does (the workflow's `readme` job, on a clean container, and `.ci/run`, in a fresh clone with a
+bare venv).
+
 `python -m sessions.ci step JOB NAME` prints the script of one `run:` step, for `.ci/run` (and
 the tests) to run as GitHub would: the coverage job's steps run locally from the workflow
 itself, not from a copy. A local action's steps go under its folder's name (`setup-nox`).
@@ -17,6 +21,7 @@ Every `run:` step is run by `.ci/run` or a test, or listed in NOT_RUN_LOCALLY wi
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -31,6 +36,8 @@ CI_TAGS = {
 }
 
 WORKFLOW = ROOT / ".github" / "workflows" / "ci.yml"
+README = ROOT / "README.md"
+README_SECTION = "## Two commands"
 ACTIONS = ROOT / ".github" / "actions"
 
 # The workflow's variables that `.ci/run` leaves out, each with the reason. Only a variable that
@@ -50,6 +57,8 @@ NOT_RUN_LOCALLY = {
     "whose own name does not resolve; this machine's does",
     ("setup-nox", "Install nox and uv with the lock as constraint"): "it installs into the "
     "runner's Python; .ci/run installs the same packages, under the same lock, into its own venv",
+    ("readme", "git, the one thing a fresh machine adds to Python"): "it installs git with apt "
+    "into the job's container, as root; the machines .ci/run runs on have git",
     ("linux", "nox -s ${{ matrix.session }}"): "it runs one session of the matrix; .ci/run runs "
     "them all with the same command, as `nox --tags ci-linux`",
     ("linux", "nox -s tests -- -m docker (the engine tests, on the layers just built)"): ".ci/run "
@@ -131,6 +140,31 @@ def print_step(job: str, name: str) -> None:
     print(script.rstrip("\n"))
 
 
+def readme_commands(readme: Path = README) -> list[str]:
+    """The lines of the first ```bash block under the README's README_SECTION heading."""
+    text = readme.read_text(encoding="utf-8")
+    _, found, section = text.partition(f"\n{README_SECTION}\n")
+    _, fence, block = section.partition("```bash\n")
+    if not (found and fence):
+        raise WorkflowEnvError(f"{readme.name} has no ```bash block under {README_SECTION!r}.")
+    return [line for line in block.partition("```")[0].splitlines() if line.strip()]
+
+
+def run_readme(readme: Path = README) -> int:
+    """Run the README's commands in its folder, one line at a time through bash, as a new user
+    types them, and stop at the first that fails, saying which. Without CI=true: a user's
+    machine has none, and under it a test that needs an optional part fails instead of
+    skipping."""
+    env = {name: value for name, value in os.environ.items() if name != "CI"}
+    for line in readme_commands(readme):
+        print(f"$ {line}", flush=True)
+        code = subprocess.run(["bash", "-c", line], cwd=readme.parent, env=env).returncode
+        if code != 0:
+            print(f"The README's command `{line}` failed (exit {code}).", file=sys.stderr)
+            return 1
+    return 0
+
+
 def sessions_tagged(tag: str) -> list[str]:
     """Names of the sessions with this tag, in noxfile order, as `nox --list --json` says."""
     listing = subprocess.run(
@@ -156,11 +190,14 @@ def main(argv: list[str] | None = None) -> None:
     if args == ["env"]:
         print_local_env()
         return
+    if args == ["readme"]:
+        sys.exit(run_readme())
     if len(args) == 3 and args[0] == "step":
         print_step(args[1], args[2])
         return
     if args:
-        sys.exit(f"usage: python -m sessions.ci [env | step JOB NAME] (got {' '.join(args)})")
+        usage = "usage: python -m sessions.ci [env | readme | step JOB NAME]"
+        sys.exit(f"{usage} (got {' '.join(args)})")
     for tag in CI_TAGS:
         print(f"{tag}={json.dumps(sessions_tagged(tag))}")
 

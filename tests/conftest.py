@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from tests.support import schedule, tiers
+from tests.support.optional import missing
 from tests.support.project_copy import build_template, copy_of
 
 ROOT = tiers.ROOT
@@ -71,7 +72,7 @@ def package_index(tmp_path_factory: pytest.TempPathFactory) -> None:
     if result.returncode != 0:
         lines = (result.stderr + result.stdout).strip().splitlines() or ["(no output)"]
         why = next((line for line in lines if "Could not fetch URL" in line), lines[-1])
-        pytest.skip(f"pip cannot fetch packages from its index here: {why.strip()}")
+        missing(f"pip cannot fetch packages from its index here: {why.strip()}")
 
 
 @pytest.fixture(scope="session")

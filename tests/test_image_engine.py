@@ -22,6 +22,7 @@ import pytest
 
 from sessions import build_image
 from tests.conftest import ROOT
+from tests.support.optional import missing
 from tests.test_docker_files import compose_command
 
 # The first test may build the images (up to 30 minutes cold): a longer limit than the default.
@@ -55,7 +56,7 @@ def engine() -> None:
     if problem is not None:
         if os.environ.get("DOCKER_HOST"):
             pytest.fail(problem)
-        pytest.skip(f"no Docker engine configured: {problem}")
+        missing(problem)
 
 
 def build_context(

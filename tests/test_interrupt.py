@@ -15,13 +15,14 @@ import pytest
 
 from gradient_lab import interrupt
 from tests.conftest import ROOT
-from tests.support.platforms import skip_on
+from tests.support.platforms import own_process_group, skip_on
 
 # torchrun's store needs libuv (absent from Windows' torch), and the tests signal its group.
 posix_only = skip_on("win32", reason="torchrun and a POSIX process group")
 
 
 def test_first_signal_names_the_stop_and_a_later_sigterm_changes_nothing() -> None:
+    before = signal.getsignal(signal.SIGINT)  # SIG_IGN where pytest started as a background job
     with interrupt.stop_on_signals() as stop:
         assert not interrupt.should_stop(stop, 0)
         signal.raise_signal(signal.SIGINT)
@@ -29,7 +30,7 @@ def test_first_signal_names_the_stop_and_a_later_sigterm_changes_nothing() -> No
         if hasattr(signal, "SIGTERM"):
             signal.raise_signal(signal.SIGTERM)  # nox / Actions / Docker escalating
     assert (stop.exit_code, stop.reason) == (130, "Ctrl-C (SIGINT)")
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored
+    assert signal.getsignal(signal.SIGINT) is before  # restored
 
 
 EARLY_SIGNAL = """
@@ -98,7 +99,7 @@ def torchrun(out: Path, nproc: int = 2) -> Iterator[subprocess.Popen[bytes]]:
     proc = subprocess.Popen(
         [str(torchrun_bin), "--standalone", "--nproc-per-node", str(nproc),
          str(ROOT / "tests" / "support" / "distributed_stop.py"), str(out)],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, **own_process_group(),
     )  # fmt: skip
     try:
         yield proc

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from sessions.report.compare import Comparison, Revision
+from sessions.report.compare import REL_TOLERANCE, Comparison, Revision, same
 from sessions.report.figures import draw
 from sessions.report.markdown import delta, metric_rows, render
 from tests.conftest import measured_in, without_coverage
@@ -249,8 +249,10 @@ def test_a_plots_file_missing_on_either_side(project: Path, tmp_path: Path) -> N
         capture_output=True, text=True,
     )  # fmt: skip
     assert repro.returncode == 0, repro.stdout + repro.stderr
-    assert json.loads(plots.read_bytes()) == json.loads(kept), "training is deterministic"
+    # Retrained on this CPU: the same rows within REL_TOLERANCE, which the report calls no change.
+    assert same(json.loads(plots.read_bytes()), json.loads(kept)), "training is deterministic"
     assert nox_report(project, env, "HEAD").returncode == 0
+    assert "**No change**" in (project / REPORT).read_text("utf-8")
 
 
 # --- The Markdown and the figures, from DVC's rows --------------------------------------------
@@ -298,6 +300,24 @@ def test_no_change_is_said_and_a_change_in_the_series_alone_is_a_change() -> Non
     assert "**No change**" in render(Comparison(BASE, [], plots=same), {})
     moved = {"plots/deep.json": {"old": rows("sigmoid", 1e-6), "new": rows("sigmoid", 2e-6)}}
     assert Comparison(BASE, [], plots=moved).changed
+
+
+def test_numbers_another_cpu_computes_are_no_change() -> None:
+    """Another CPU's gradient norms differ in the 7th significant digit (seen: 7.866989471949637e-05
+    against 7.866988744353876e-05): no change; beyond REL_TOLERANCE, a change."""
+    other_cpu = rows("sigmoid", 1e-6 * (1 + REL_TOLERANCE / 10))
+    plots = {"plots/deep.json": {"old": rows("sigmoid", 1e-6), "new": other_cpu}}
+    metrics = {
+        "metrics/deep.json:sigmoid.first_to_last": {
+            "old": 7.866988744353876e-05,
+            "new": 7.866989471949637e-05,
+        }
+    }
+    text = render(Comparison(BASE, [], metrics=metrics, plots=plots), {})
+    assert "**No change**" in text
+    assert "| deep: sigmoid.first_to_last | 7.867e-05 | 7.867e-05 | ≈0 | vanishing |" in text
+    beyond = rows("sigmoid", 1e-6 * (1 + REL_TOLERANCE * 10))
+    assert Comparison(BASE, [], plots={"p": {"old": rows("sigmoid", 1e-6), "new": beyond}}).changed
 
 
 def test_figures_are_drawn_old_against_new_and_the_same_rows_give_the_same_bytes(

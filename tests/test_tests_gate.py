@@ -1,4 +1,5 @@
-"""Rule 5 is real: the `tests` session fails a project below the coverage floor."""
+"""Rule 5 is real: the `tests` session fails a project below the coverage floor; a test that
+needs an optional part skips without it, and fails under CI=true."""
 
 from __future__ import annotations
 
@@ -96,3 +97,17 @@ def test_no_tests_collected_is_a_failure(
     result = run_tests_session(project, nox_cmd, child_env)
     assert result.returncode != 0
     assert "exit code 5" in result.stdout + result.stderr or "no tests ran" in result.stdout
+
+
+def test_a_missing_optional_part_skips_on_a_users_machine_and_fails_in_ci(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from tests.support.optional import missing
+
+    sentence = "no emoji font is installed (Debian: apt-get install fonts-noto-color-emoji)"
+    monkeypatch.delenv("CI", raising=False)
+    with pytest.raises(pytest.skip.Exception, match=r"^no emoji font is installed \(Debian"):
+        missing(sentence)
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match=r"^no emoji font .*\(CI=true: CI installs it"):
+        missing(sentence)

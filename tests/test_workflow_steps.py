@@ -96,7 +96,7 @@ def test_the_step_command_prints_a_script_or_says_why_not(
     assert capsys.readouterr().out.rstrip("\n") == ci.run_steps()[COMBINE].rstrip("\n")
     with pytest.raises(SystemExit, match=r"no run step named 'Combine' in coverage \(its run"):
         ci.main(["step", "coverage", "Combine"])
-    with pytest.raises(SystemExit, match=r"usage: python -m sessions.ci \[env \| step JOB NAME\]"):
+    with pytest.raises(SystemExit, match=r"usage: python -m sessions.ci \[env \| readme \| step"):
         ci.main(["step", "coverage"])
     monkeypatch.setattr(ci, "run_steps", lambda: {("job", "s"): "echo ${{ matrix.os }}\n"})
     with pytest.raises(SystemExit, match="uses a GitHub expression in its script"):
@@ -127,30 +127,34 @@ def test_the_today_step_writes_the_date(tmp_path: Path) -> None:
     assert re.fullmatch(r"date=\d{4}-\d{2}-\d{2}\n", output.read_text(encoding="utf-8"))
 
 
+JOBS = ("PLAN", "GATE", "LINUX", "COVERAGE", "REPORT", "README")
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize(
     ("results", "passes"),
     [
-        (("success", "success", "success", "success", "success"), True),
-        (("success", "success", "skipped", "success", "success"), True),
-        (("success", "success", "success", "success", "skipped"), True),
-        (("success", "failure", "success", "success", "success"), False),
-        (("success", "success", "success", "failure", "success"), False),
-        (("success", "success", "failure", "success", "success"), False),
-        (("success", "success", "success", "success", "failure"), False),
-        (("success", "success", "success", "success", "cancelled"), False),
-        (("skipped", "skipped", "skipped", "skipped", "skipped"), False),
+        (("success", "success", "success", "success", "success", "success"), True),
+        (("success", "success", "skipped", "success", "success", "success"), True),
+        (("success", "success", "success", "success", "skipped", "success"), True),
+        (("success", "failure", "success", "success", "success", "success"), False),
+        (("success", "success", "success", "failure", "success", "success"), False),
+        (("success", "success", "failure", "success", "success", "success"), False),
+        (("success", "success", "success", "success", "failure", "success"), False),
+        (("success", "success", "success", "success", "cancelled", "success"), False),
+        (("success", "success", "success", "success", "success", "failure"), False),
+        (("success", "success", "success", "success", "success", "skipped"), False),
+        (("skipped", "skipped", "skipped", "skipped", "skipped", "skipped"), False),
     ],
 )
 def test_the_ok_step_passes_only_when_every_required_job_did(
-    tmp_path: Path, results: tuple[str, str, str, str, str], passes: bool
+    tmp_path: Path, results: tuple[str, ...], passes: bool
 ) -> None:
-    names = dict(zip(("PLAN", "GATE", "LINUX", "COVERAGE", "REPORT"), results, strict=True))
+    names = dict(zip(JOBS, results, strict=True))
     result = run_step(OK, tmp_path, os.environ, **names)
     assert (result.returncode == 0) is passes, result.stdout
-    assert result.stdout.startswith(
-        "plan={PLAN} gate={GATE} linux={LINUX} coverage={COVERAGE} report={REPORT}".format(**names)
-    )
+    said = " ".join(f"{job.lower()}={{{job}}}" for job in JOBS).format(**names)
+    assert result.stdout.startswith(said)
 
 
 def git(cwd: Path, *args: str) -> str:
@@ -273,6 +277,32 @@ def test_the_readme_runs_a_step_as_it_says(child_env: dict[str, str]) -> None:
     # Linux has no Windows data: the step names what is missing, and fails.
     assert result.returncode == 1, result.stdout
     assert result.stdout.startswith("::error::No coverage data from "), result.stdout
+
+
+PLANTED_README = """\
+# A project
+
+## Two commands
+
+```bash
+echo "CI=${CI-unset}" > said.txt   # a comment, as the README has
+exit 3
+touch not-reached
+```
+"""
+
+
+@pytest.mark.slow
+def test_the_readme_step_runs_each_command_as_typed_without_ci_and_stops_at_a_failure(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    readme = tmp_path / "README.md"
+    readme.write_text(PLANTED_README, encoding="utf-8")
+    monkeypatch.setenv("CI", "true")
+    assert ci.run_readme(readme) == 1
+    assert (tmp_path / "said.txt").read_text(encoding="utf-8") == "CI=unset\n"
+    assert not (tmp_path / "not-reached").exists()
+    assert capsys.readouterr().err == "The README's command `exit 3` failed (exit 3).\n"
 
 
 # A test planted in a copy: its child starts in the folder above the checkout, as the import

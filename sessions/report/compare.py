@@ -7,6 +7,7 @@ retrained with `dvc repro` (DVC's lock decides which), and the comparison is DVC
 
 from __future__ import annotations
 
+import math
 import subprocess
 import sys
 from collections.abc import Callable, Collection
@@ -27,6 +28,11 @@ PLOTS_DIR = "plots"
 # Outputs alone (weights missing from a fresh clone) are not a reason to retrain: the metrics
 # and plots the report reads are in git.
 STALE_MARKS = ("changed command", "changed deps", "always changed")
+# Training is bit-exact on one machine with one seed. On another CPU (its SIMD kernels, its
+# reduction order, its thread count) the same code gives per-layer gradient norms that differ
+# in the 7th significant digit. Numbers within this relative tolerance are the same result; a
+# change to the code, data or parameters moves them by far more.
+REL_TOLERANCE = 1e-4
 
 
 @dataclass(frozen=True)
@@ -56,10 +62,23 @@ class Comparison:
 
     @property
     def changed(self) -> bool:
-        """Whether any parameter, metric or per-step row differs."""
-        moved = any(v.get("old") != v.get("new") for v in self.metrics.values())
-        series = any(sides.get("old") != sides.get("new") for sides in self.plots.values())
+        """Whether any parameter, metric or per-step row differs (numbers beyond REL_TOLERANCE)."""
+        moved = any(not same(v.get("old"), v.get("new")) for v in self.metrics.values())
+        series = any(not same(sides.get("old"), sides.get("new")) for sides in self.plots.values())
         return bool(self.params) or moved or series
+
+
+def same(old: Any, new: Any) -> bool:
+    """Whether two values DVC read are one result: numbers within REL_TOLERANCE of each other,
+    lists and mappings item by item, anything else equal."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        return old.keys() == new.keys() and all(same(old[key], new[key]) for key in old)
+    if isinstance(old, list) and isinstance(new, list):
+        return len(old) == len(new) and all(map(same, old, new))
+    if all(isinstance(v, int | float) and not isinstance(v, bool) for v in (old, new)):
+        both_nan = math.isnan(old) and math.isnan(new)
+        return both_nan or math.isclose(old, new, rel_tol=REL_TOLERANCE)
+    return bool(old == new)
 
 
 # How `dvc plots diff` names the working tree's rows.

@@ -9,7 +9,7 @@ from pathlib import PurePosixPath
 from typing import Any
 
 from gradient_lab.health import gradient_health
-from sessions.report.compare import Comparison
+from sessions.report.compare import Comparison, same
 from sessions.report.figures import Drawn
 
 TITLE = "Run report"
@@ -34,6 +34,8 @@ def delta(old: Any, new: Any) -> str:
         return "-"
     if old == new:
         return "0"
+    if same(old, new):
+        return "≈0"  # the same result, computed on another CPU (REL_TOLERANCE)
     change = f"{new - old:+.3g}"
     if not old:
         return change
@@ -122,7 +124,7 @@ def metrics_table(c: Comparison) -> list[str]:
         if name.partition(" (")[0].endswith(RATIO_METRIC):
             before, after = verdict(old), verdict(new)
             health = after if before == after else f"**{before or '-'} → {after or '-'}** (changed)"
-        shown = f"**{name}**" if old != new else name
+        shown = name if same(old, new) else f"**{name}**"
         lines.append(f"| {cell(shown)} | {number(old)} | {number(new)} | {delta(old, new)} "
                      f"| {health} |")  # fmt: skip
     lines.append("")

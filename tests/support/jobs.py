@@ -4,39 +4,27 @@ with Ctrl-C's default action, its output collected while it runs, the group sign
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 from tests.support.platforms import kill_group, own_process_group
-
-
-@contextmanager
-def sigint_not_ignored() -> Iterator[None]:
-    """A child inherits an ignored SIGINT (this test run started in the background by a
-    non-interactive shell); a terminal's job never has it ignored."""
-    previous = signal.getsignal(signal.SIGINT)
-    if previous is signal.SIG_IGN:
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-    try:
-        yield
-    finally:
-        if previous is signal.SIG_IGN:
-            signal.signal(signal.SIGINT, previous)
 
 
 class Job:
     """A command in its own process group, as a terminal's foreground job; output collected."""
 
     def __init__(self, args: list[str], cwd: Path, env: dict[str, str]) -> None:
-        with sigint_not_ignored():
-            self.proc = subprocess.Popen(args, cwd=cwd, env=env, stdout=subprocess.PIPE,
-                                         stderr=subprocess.STDOUT, text=True,
-                                         **own_process_group())  # fmt: skip
+        self.proc = subprocess.Popen(
+            args,
+            cwd=cwd,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            **own_process_group(),
+        )
         self.lines: list[str] = []
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()

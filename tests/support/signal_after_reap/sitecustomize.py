@@ -15,10 +15,11 @@ _waitpid = os.waitpid
 
 def waitpid(pid: int, options: int) -> tuple[int, int]:
     reaped, status = _waitpid(pid, options)
-    if reaped and "nox" in sys.modules and os.WIFEXITED(status):
-        code = os.WEXITSTATUS(status)
-        if code > 128:  # the command ended as a signal ended it: nox got the same signal
-            signal.raise_signal(signal.Signals(code - 128))
+    # The command ended as Ctrl-C ends it (the test's signal): nox got the same one. Other codes
+    # are left alone (without uv on PATH, nox's `uv --version` probe ends with 255).
+    ctrl_c = os.WIFEXITED(status) and os.WEXITSTATUS(status) == 128 + signal.SIGINT
+    if reaped and "nox" in sys.modules and ctrl_c:
+        signal.raise_signal(signal.SIGINT)
     return reaped, status
 
 
