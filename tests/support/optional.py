@@ -11,13 +11,9 @@ from typing import NoReturn
 import pytest
 
 
-def in_ci() -> bool:
-    return os.environ.get("CI", "").lower() == "true"
-
-
 def missing(sentence: str) -> NoReturn:
     """The part this test needs is not here: `sentence` says which and how to get it."""
     __tracebackhide__ = True  # reported at the test's line, not this one
-    if in_ci():
+    if os.environ.get("CI", "").lower() == "true":
         pytest.fail(f"{sentence} (CI=true: CI installs it, so this test may not skip)", False)
     pytest.skip(sentence)
