@@ -16,6 +16,7 @@ import nox
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import sessions.build_image
+import sessions.coverage
 import sessions.data.session
 import sessions.lint
 import sessions.lock
@@ -24,6 +25,7 @@ import sessions.security.session
 import sessions.summary.session
 import sessions.tests
 import sessions.train_tracked
+from sessions.project import PYTHON, TESTS_PYTHONS
 from sessions.venv import torch_venv_backend
 
 nox.needs_version = ">=2026.10.20"
@@ -31,14 +33,19 @@ nox.options.default_venv_backend = "uv|virtualenv"
 nox.options.reuse_venv = "yes"
 nox.options.error_on_external_run = True
 
-PYTHON = "3.11"
 TORCH_BACKEND = torch_venv_backend()
 
 
-@nox.session(python=PYTHON, venv_backend=TORCH_BACKEND, tags=["ci"])
+@nox.session(python=TESTS_PYTHONS, venv_backend=TORCH_BACKEND, tags=["ci"])
 def tests(session: nox.Session) -> None:
     """Run every test in parallel with coverage; fail below the coverage floor (Rule 5)."""
     sessions.tests.run(session)
+
+
+@nox.session(python=PYTHON, tags=["ci-coverage"], default=False)
+def coverage(session: nox.Session) -> None:
+    """Combine the tests' coverage data of every system, report it and gate it (Rule 5)."""
+    sessions.coverage.run(session)
 
 
 @nox.session(name="tests-fast", python=PYTHON, venv_backend=TORCH_BACKEND, default=False)
@@ -93,7 +100,7 @@ def data(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON, venv_backend=TORCH_BACKEND, tags=["ci-report"], default=False)
 def report(session: nox.Session) -> None:
-    """Report what this tree does to training against REF (default: merge base with main)."""
+    """Report what this tree does to training against REF (default: merge base, or CI's event)."""
     sessions.report.session.run(session)
 
 

@@ -1,5 +1,6 @@
-"""The `lint` gate: ruff (rules and formatting), the platform guard, and mypy --strict once for
-each system the CI matrix runs on, configured in pyproject."""
+"""The `lint` gate: ruff (rules and formatting), the platform guard, the GitHub workflows
+(actionlint with shellcheck, zizmor), and mypy --strict once for each system the CI matrix runs
+on, configured in pyproject."""
 
 from __future__ import annotations
 
@@ -23,6 +24,13 @@ def run(session: nox.Session) -> None:
         session.run("ruff", "check", "--output-format=concise", ".")
         session.run("ruff", "format", "--check", ".")
     session.run("python", "-m", "sessions.platform_rules")
+    # The workflows (.github/workflows) and what they use (.github/actions, dependabot.yml).
+    # zizmor audits them for security; its settings and any deliberate ignores: zizmor.yml.
+    session.run("zizmor", "--offline", "--quiet", "--format=github", ".github")
+    # actionlint checks the composite action only through the steps that use it, and runs
+    # shellcheck on every `run:` script, but skips that silently when none is on PATH.
+    session.run("shellcheck", "--version", silent=True)
+    session.run("actionlint", "-oneline")
     # Files, strictness and per-module overrides for untyped packages: [tool.mypy]. Each
     # platform sees its own side of every `sys.platform` test (typeshed's too), and keeps its
     # own cache: the platform is part of what a cache entry was checked for.

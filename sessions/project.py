@@ -18,3 +18,7 @@ SUMMARY = ROOT / "SESSION_SUMMARY.md"
 # The CI matrix's runners and the `sys.platform` each reports: lint type-checks for each, and
 # the coverage job combines one data file from each (reports/.coverage.<platform>).
 CI_PLATFORMS = {"ubuntu-latest": "linux", "windows-latest": "win32", "macos-latest": "darwin"}
+# The Python every session runs on; `tests` also runs on the newer ones requires-python admits
+# and PyTorch publishes wheels for (`nox -s tests-3.13` where that Python is installed).
+PYTHON = "3.11"
+TESTS_PYTHONS = [PYTHON, "3.12", "3.13", "3.14"]

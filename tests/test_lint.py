@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 from pathlib import Path
 
@@ -85,8 +86,49 @@ def test_clean_code_passes(
         project_copy, CLEAN, nox_cmd, child_env | {"MYPY_CACHE_DIR": str(mypy_cache)}
     )
     assert not output.startswith("FAILED"), output
+    assert "nox > actionlint" in output and "nox > zizmor" in output, output
     for platform in PLATFORMS:
         assert f"mypy --platform={platform}" in output, output
+
+
+# A checkout pinned to its commit, as every action in the workflows is.
+PINNED_CHECKOUT = re.compile(r"uses: actions/checkout@[0-9a-f]{40} # v[\d.]+")
+
+
+@pytest.mark.slow
+def test_action_pinned_to_a_tag_fails_and_is_named(
+    project_copy: Path, nox_cmd: list[str], child_env: dict[str, str], mypy_cache: Path
+) -> None:
+    workflow = project_copy / ".github" / "workflows" / "ci.yml"
+    text = workflow.read_text(encoding="utf-8")
+    pinned = PINNED_CHECKOUT.search(text)
+    assert pinned, f"no pinned actions/checkout in {workflow}"
+    workflow.write_text(text.replace(pinned[0], "uses: actions/checkout@v4", 1), encoding="utf-8")
+    line = text.count("\n", 0, pinned.start()) + 1
+    output = lint_project(
+        project_copy, CLEAN, nox_cmd, child_env | {"MYPY_CACHE_DIR": str(mypy_cache)}
+    )
+    assert output.startswith("FAILED"), output
+    where = f"ci.yml:{line}:"
+    assert any("unpinned-uses" in row and where in row for row in output.splitlines()), output
+
+
+@pytest.mark.slow
+def test_unquoted_variable_in_a_workflow_script_fails_shellcheck(
+    project_copy: Path, nox_cmd: list[str], child_env: dict[str, str], mypy_cache: Path
+) -> None:
+    # actionlint runs shellcheck on `run:` scripts only when it finds one: this proves it does.
+    planted = project_copy / ".github" / "workflows" / "planted.yml"
+    planted.write_text(
+        "on: push\npermissions: {}\njobs:\n  planted:\n    runs-on: ubuntu-latest\n"
+        "    steps:\n      - run: echo $RUNNER_TEMP\n",
+        encoding="utf-8",
+    )
+    output = lint_project(
+        project_copy, CLEAN, nox_cmd, child_env | {"MYPY_CACHE_DIR": str(mypy_cache)}
+    )
+    assert output.startswith("FAILED"), output
+    assert "planted.yml:7:" in output and "SC2086" in output, output
 
 
 def test_lint_checks_each_system_the_ci_matrix_runs_on() -> None:
@@ -107,5 +149,8 @@ def test_fix_applies_ruff_fixes_and_formatting(
         ("ruff", "check", "--fix", "."),
         ("ruff", "format", "."),
         ("python", "-m", "sessions.platform_rules"),
+        ("zizmor", "--offline", "--quiet", "--format=github", ".github"),
+        ("shellcheck", "--version"),
+        ("actionlint", "-oneline"),
         *mypy,
     ]

@@ -173,14 +173,14 @@ def test_guard_reports_file_and_line_and_fails(
 @pytest.mark.slow
 @platforms.skip_on("win32", "darwin", reason="TESTS_SKIP_AS simulates the others on Linux")
 def test_tests_skip_as_applies_the_windows_skips_to_a_real_run(child_env: dict[str, str]) -> None:
-    # As the README runs it (through pytest's own door): the workflow-step tests run bash
-    # steps on Linux and are skipped, every one, on Windows.
+    # As the README runs it (through pytest's own door): the tests of a script in another
+    # repository link the checkout in and launch torchrun, and are skipped, every one, on Windows.
     command = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--no-cov", "-n", "0",
-               "-q", "-rs", "tests/test_workflow_steps.py"]  # fmt: skip
+               "-q", "-rs", "tests/test_foreign_project.py"]  # fmt: skip
     env = without_coverage(child_env) | {platforms.SKIP_AS: "win32"}
     result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True,
                             timeout=300)  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
     summary = result.stdout.strip().splitlines()[-1]
     assert " skipped" in summary and "passed" not in summary, result.stdout
-    assert "the steps run on Linux runners (`shell: bash`) (on win32)" in result.stdout
+    assert "symbolic link and torchrun rendezvous (on win32)" in result.stdout

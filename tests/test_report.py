@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from sessions.report.__main__ import COMMENT, publish
 from sessions.report.compare import REL_TOLERANCE, Comparison, Revision, same
 from sessions.report.figures import draw
 from sessions.report.markdown import delta, metric_rows, render
@@ -50,11 +51,16 @@ def project(project_with_data: Path, tmp_path: Path) -> Path:
     return copy_of(project_with_data, tmp_path / "project")
 
 
-def nox_report(project: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    """`nox -s report -- ARGS` in `project`, in this interpreter's environment."""
+def nox_report(
+    project: Path, env: dict[str, str], *args: str, github: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """`nox -s report -- ARGS` in `project`, in this interpreter's environment: as a developer
+    runs it, not in the CI job that runs these tests (its event, its job summary); or in the
+    GitHub Actions run that `github` describes."""
+    local = {k: v for k, v in env.items() if not k.startswith("GITHUB_")} | (github or {})
     return subprocess.run(
         [sys.executable, "-m", "nox", "--no-venv", "-s", "report", "--", *args],
-        cwd=project, env=measured_in(project, env) | {"PYTHONPATH": str(project / "src")},
+        cwd=project, env=measured_in(project, local) | {"PYTHONPATH": str(project / "src")},
         capture_output=True, text=True, encoding="utf-8",
     )  # fmt: skip
 
@@ -138,18 +144,29 @@ def test_a_changed_activation_is_retrained_reported_and_exported(
 def test_a_readme_only_change_is_no_change_and_a_failed_retrain_keeps_its_report(
     project_copy: Path, tmp_path: Path
 ) -> None:
-    """In a fresh clone (the session makes the data set, which must not make DVC retrain):
-    a README-only change is reported as no change; a stage that then fails to retrain leaves
-    that report as it was."""
+    """In a fresh clone (the session makes the data set, which must not make DVC retrain), as
+    CI runs it for a new branch's push: a README-only change is reported as no change, in the
+    job summary too; a stage that then fails to retrain leaves that report as it was."""
     env = data_env(tmp_path)
     on_branch(project_copy)
     (project_copy / "README.md").write_text("# Reworded\n", encoding="utf-8")
     commit(project_copy, "README only")
     lock = (project_copy / "dvc.lock").read_bytes()
+    event, summary = tmp_path / "event.json", tmp_path / "step-summary.md"
+    event.write_text(json.dumps({"before": "0" * 40}), encoding="utf-8")
+    push = {
+        "GITHUB_ACTIONS": "true",
+        "GITHUB_EVENT_NAME": "push",
+        "GITHUB_EVENT_PATH": str(event),
+        "GITHUB_STEP_SUMMARY": str(summary),
+    }
 
-    ran = nox_report(project_copy, env)
+    ran = nox_report(project_copy, env, github=push)
     assert ran.returncode == 0, ran.stdout + ran.stderr
+    assert f"::notice::{'0' * 40} is not a commit of this clone" in ran.stdout
     text = (project_copy / REPORT).read_text("utf-8")
+    assert "the working tree against HEAD^" in text
+    assert summary.read_text("utf-8") == (project_copy / REPORT.parent / COMMENT).read_text("utf-8")
     assert "**No change**: no parameter, metric or per-step value differs" in text
     assert "Nothing retrained: dvc.lock says every train stage is up to date." in text
     assert "Retraining" not in ran.stdout
@@ -165,12 +182,14 @@ def test_a_readme_only_change_is_no_change_and_a_failed_retrain_keeps_its_report
     )
     demo.write_text(planted, "utf-8")
 
-    failed = nox_report(project_copy, env, "HEAD")
+    summarised = summary.read_bytes()
+    failed = nox_report(project_copy, env, "HEAD", github=push)
     assert failed.returncode == 1
     assert last_line(failed) == (
-        f"report: `dvc repro {STAGE}` failed: its output above says why; fix the stage and run "
-        "the report again."
+        f"::error::report: `dvc repro {STAGE}` failed: its output above says why; fix the stage "
+        "and run the report again."
     )
+    assert summary.read_bytes() == summarised, "a failed report adds nothing to the job summary"
     assert "planted fault" in failed.stdout + failed.stderr
     assert (project_copy / REPORT).read_bytes() == before, "the last report is left as it was"
     assert [p.name for p in (project_copy / "build").iterdir()] == ["report"]  # no scratch left
@@ -338,3 +357,40 @@ def test_figures_are_drawn_old_against_new_and_the_same_rows_give_the_same_bytes
             ).read_bytes()
     svg = (first / "deep-grad-norms.svg").read_text("utf-8")
     assert "old: sigmoid (step 29)" in svg and "new: relu (step 29)" in svg
+
+
+def test_github_gets_the_report_with_each_figure_a_line_naming_the_artifact(
+    tmp_path: Path,
+) -> None:
+    """GitHub shows no image beside a comment or a job summary: COMMENT.md, and what is appended
+    to the job summary, name each figure and the run's `report` artifact instead."""
+    plots = {"plots/deep.json": {"old": rows("sigmoid", 1e-6), "new": rows("relu", 0.9)}}
+    summary = tmp_path / "step-summary.md"
+    summary.write_text("## An earlier step's summary\n", encoding="utf-8")
+    run = {
+        "GITHUB_SERVER_URL": "https://github.com",
+        "GITHUB_REPOSITORY": "o/r",
+        "GITHUB_RUN_ID": "7",
+        "GITHUB_STEP_SUMMARY": str(summary),
+    }
+    report = publish(Comparison(BASE, [], plots=plots), tmp_path / "report", run)
+    text = report.read_text("utf-8")
+    comment = (report.parent / COMMENT).read_text("utf-8")
+    assert "![deep: Training loss, old (dashed) against new](figures/deep-loss.png)" in text
+    assert "](figures/" not in comment
+    assert (
+        "Figure “deep: Training loss, old (dashed) against new” (`figures/deep-loss.png`): in "
+        "this run's [`report` artifact](https://github.com/o/r/actions/runs/7)."
+    ) in comment.splitlines()
+    assert comment.count("[`report` artifact](https://github.com/o/r/actions/runs/7)") == 3
+    others = [
+        [line for line in md.splitlines() if "figures/" not in line] for md in (text, comment)
+    ]
+    assert others[0] == others[1], "the same report, but for its figures"
+    assert summary.read_text("utf-8") == "## An earlier step's summary\n" + comment
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report", "step-summary.md"]
+
+    # Outside a run: no summary is written, and the artifact has no address to link.
+    again = publish(Comparison(BASE, [], plots=plots), tmp_path / "report", {})
+    assert "in this run's `report` artifact." in (again.parent / COMMENT).read_text("utf-8")
+    assert summary.read_text("utf-8") == "## An earlier step's summary\n" + comment

@@ -1,9 +1,11 @@
 """The `report` session: what a change does to the training, against a git ref.
 
-compare   the ref, DVC's repro of stale stages, and DVC's params/metrics/plots diffs
+compare   the ref (in GitHub Actions, the event's), DVC's repro of stale stages, and DVC's
+          params/metrics/plots diffs
 figures   loss curves, per-layer gradient norms and the first-to-last ratio, old vs new
-markdown  build/report/REPORT.md: changed parameters, metrics table, figures
-github    the report in a job summary and one pull-request comment, kept up to date
+markdown  build/report/REPORT.md: changed parameters, metrics table, figures; COMMENT.md, the
+          same for a pull-request comment and the job summary, each figure a line
+__main__  the report put in place whole, and appended to GitHub's job summary
 session   the nox session: `nox -s report [-- REF]`
 """
 

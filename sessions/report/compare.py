@@ -1,16 +1,18 @@
 """What changed between a git ref and the working tree, as DVC itself reports it.
 
-The ref is resolved by git (default: the merge base with `main`), stale train stages are
-retrained with `dvc repro` (DVC's lock decides which), and the comparison is DVC's own
-`params diff`, `metrics diff` and `plots diff` output: nothing here recomputes what DVC knows.
+The ref is resolved by git (default: the merge base with `main`; in GitHub Actions, the commit
+the run's event names), stale train stages are retrained with `dvc repro` (DVC's lock decides
+which), and the comparison is DVC's own `params diff`, `metrics diff` and `plots diff` output:
+nothing here recomputes what DVC knows.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import subprocess
 import sys
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -117,6 +119,44 @@ def resolve(root: Path, ref: str | None) -> Revision:
     return Revision(name, sha, subject)
 
 
+def choose(
+    root: Path, ref: str | None, env: Mapping[str, str], *, echo: Callable[[str], object] = print
+) -> Revision:
+    """`ref`; without one, `resolve`'s default, but in a GitHub Actions run (`env` says) the
+    commit its event names. A pull request's checkout is GitHub's merge of it into its base
+    branch: their merge base is the base as merged, even after the branch moved on. A push:
+    what the branch pointed at before it. A commit the clone lacks (a new branch's push names
+    forty zeros, a force push's is gone) gives HEAD^, with a notice."""
+    event = env.get("GITHUB_EVENT_NAME") if env.get("GITHUB_ACTIONS") == "true" else None
+    if ref is not None or event not in ("pull_request", "push"):
+        return resolve(root, ref)
+    if event == "pull_request":
+        branch = env.get("GITHUB_BASE_REF") or DEFAULT_BASE
+        sha = git(root, "merge-base", "HEAD", f"origin/{branch}").stdout.strip()
+        if not sha:
+            raise ReportError(
+                f"This clone has no merge base of HEAD and origin/{branch}: check out the whole "
+                "history (actions/checkout with `fetch-depth: 0`)."
+            )
+        name = f"the pull request's base ({branch})"
+    else:
+        path = env.get("GITHUB_EVENT_PATH", "")
+        try:
+            sha = str(json.loads(Path(path).read_text(encoding="utf-8")).get("before") or "")
+        except (OSError, ValueError, AttributeError) as error:
+            raise ReportError(
+                f"GitHub's event file {path!r} (GITHUB_EVENT_PATH) has no JSON object ({error})."
+            ) from None
+        name = "the commit before this push"
+    if not sha or git(root, "cat-file", "-e", f"{sha}^{{commit}}").returncode != 0:
+        echo(
+            f"::notice::{sha} is not a commit of this clone (a new branch or a force push): "
+            "the report compares with HEAD^."
+        )
+        return resolve(root, "HEAD^")
+    return Revision(name, sha, git(root, "log", "-1", "--format=%s", sha).stdout.strip())
+
+
 def tracked_files(root: Path, sha: str, folder: str) -> list[str]:
     listed = git(root, "ls-tree", "-r", "--name-only", sha, "--", f"{folder}/")
     return [line for line in listed.stdout.splitlines() if line.endswith(".json")]
@@ -219,9 +259,15 @@ def _flatten(report: dict[str, dict[str, dict[str, Any]]]) -> dict[str, dict[str
     return {f"{path}:{key}": value for path, keys in report.items() for key, value in keys.items()}
 
 
-def compare(root: Path, ref: str | None, *, echo: Callable[[str], object] = print) -> Comparison:
-    """Resolve the ref, retrain stale stages, and collect DVC's diffs."""
-    base = resolve(root, ref)
+def compare(
+    root: Path,
+    ref: str | None,
+    env: Mapping[str, str],
+    *,
+    echo: Callable[[str], object] = print,
+) -> Comparison:
+    """Choose the ref (`choose`), retrain stale stages, and collect DVC's diffs."""
+    base = choose(root, ref, env, echo=echo)
     absent = check_files(root, base)
     if not (root / DATA_DIR).exists():  # a fresh clone: DVC would call the data dep deleted
         try:

@@ -1,10 +1,12 @@
 """The report as Markdown: what was compared, the parameters that changed, the metrics table
-(old, new, delta, and the gradient verdict where a first-to-last ratio is measured), the figures.
+(old, new, delta, and the gradient verdict where a first-to-last ratio is measured), the figures:
+as images (REPORT.md), or for GitHub's comment and job summary as lines naming the artifact.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from pathlib import PurePosixPath
 from typing import Any
 
@@ -13,6 +15,8 @@ from sessions.report.compare import Comparison, same
 from sessions.report.figures import Drawn
 
 TITLE = "Run report"
+# The artifact the CI job uploads build/report/ as: where the figures are for GitHub's readers.
+ARTIFACT = "report"
 RATIO_METRIC = "first_to_last"
 
 
@@ -74,7 +78,25 @@ def cell(text: str) -> str:
     return text.replace("|", "\\|")
 
 
-def render(comparison: Comparison, figures: dict[str, list[Drawn]]) -> str:
+def image(drawn: Drawn) -> str:
+    """A figure as REPORT.md shows it: the PNG beside it."""
+    return f"![{drawn.caption}](figures/{drawn.name}.png)"
+
+
+def in_artifact(run_url: str | None) -> Callable[[Drawn], str]:
+    """A figure as a line naming it and the run's `report` artifact that holds it (linked to the
+    run's page when known): GitHub shows no image beside a comment or a job summary."""
+    artifact = f"[`{ARTIFACT}` artifact]({run_url})" if run_url else f"`{ARTIFACT}` artifact"
+    return lambda d: f"Figure “{d.caption}” (`figures/{d.name}.png`): in this run's {artifact}."
+
+
+def render(
+    comparison: Comparison,
+    figures: dict[str, list[Drawn]],
+    *,
+    figure: Callable[[Drawn], str] = image,
+) -> str:
+    """The report; `figure` writes each figure's line (an image, or `in_artifact`'s)."""
     c, base = comparison, comparison.base
     lines = [
         f"# {TITLE}: the working tree against {base.name}",
@@ -108,7 +130,7 @@ def render(comparison: Comparison, figures: dict[str, list[Drawn]]) -> str:
     lines += metrics_table(c)
     for path, drawn in figures.items():
         lines += [f"## Figures: {path}", ""]
-        lines += [f"![{d.caption}](figures/{d.name}.png)\n" for d in drawn]
+        lines += [f"{figure(d)}\n" for d in drawn]
     return "\n".join(lines).rstrip("\n") + "\n"
 
 

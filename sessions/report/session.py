@@ -1,4 +1,4 @@
-"""The `report` session: `nox -s report [-- REF]` writes build/report/REPORT.md.
+"""The `report` session: `nox -s report [-- REF]` writes build/report/REPORT.md and COMMENT.md.
 
 The work happens in `python -m sessions.report`, inside the session's venv, where DVC, the
 project (for `dvc repro`) and matplotlib are installed.
