@@ -26,7 +26,7 @@ def run(session: nox.Session) -> None:
     session.run("python", "-m", "sessions.platform_rules")
     # The workflows (.github/workflows) and what they use (.github/actions, dependabot.yml).
     # zizmor audits them for security; its settings and any deliberate ignores: zizmor.yml.
-    session.run("zizmor", "--offline", "--quiet", "--format=github", ".github")
+    session.run("zizmor", "--offline", "--quiet", ".github")
     # actionlint checks the composite action only through the steps that use it, and runs
     # shellcheck on every `run:` script, but skips that silently when none is on PATH.
     session.run("shellcheck", "--version", silent=True)
