@@ -1,5 +1,6 @@
 # The PyTorch workspace images: `nox -s build-image` builds, tags and smoke-tests both, through
-# `docker compose build` (BuildKit), as `docker compose run` would build them.
+# `docker compose build`, as `docker compose run` would build them. BuildKit only (cache and bind
+# mounts), with the engine's own Dockerfile frontend: no `# syntax=` line, which would pull one.
 #
 # Targets:
 #   runtime  (the default) the gradient_lab library with its dependencies (torch, wandb, ...),
@@ -34,27 +35,34 @@ RUN apt-get update \
     && apt-get install -y --no-install-recommends binutils \
     && apt-get clean \
     && rm -rf /var/lib/apt/lists/*
+# The optional build inputs are mounted where pip needs them: the extra CA joins this stage's
+# system bundle, the local wheels are pip's first choice. pip has a venv of its own and installs
+# into /opt/venv from outside, so neither pip nor setuptools reaches the image.
+ENV PIP_CERT=/etc/ssl/certs/ca-certificates.crt PIP_FIND_LINKS=/inputs/wheels \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_ROOT_USER_ACTION=ignore PIP_RETRIES=2 PIP_TIMEOUT=20
+RUN --mount=type=bind,source=docker/build-inputs,target=/inputs \
+    if [ -s /inputs/ca.crt ]; then cat /inputs/ca.crt >>"$PIP_CERT"; fi \
+    && python3 -m venv /opt/pip \
+    && python3 -m venv --without-pip /opt/venv
 WORKDIR /build
-COPY docker/install-groups.sh /usr/local/bin/install-groups
 # The dependency layer: rebuilt only when the lock, pyproject or the build inputs change.
-COPY docker/build-inputs/ inputs/
-COPY pyproject.toml requirements.lock.txt ./
+COPY docker/install-groups.sh docker/torch_build.py pyproject.toml requirements.lock.txt ./
 ARG TORCH_VARIANT=cpu
 ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/${TORCH_VARIANT}
 ARG DEPENDENCY_GROUPS="data runner"
 RUN --mount=type=cache,target=/root/.cache/pip,sharing=locked \
-    install-groups ${DEPENDENCY_GROUPS} \
-    && /opt/venv/bin/python -c 'import torch, wandb, dvc.api'
+    --mount=type=bind,source=docker/build-inputs,target=/inputs \
+    sh install-groups.sh / ${DEPENDENCY_GROUPS} \
+    && /opt/venv/bin/python torch_build.py check \
+    && /opt/venv/bin/python -c 'import wandb, dvc.api'
 
-# The dev image's packages, as a delta: only the files that installing DEV_GROUPS adds.
+# The dev image's packages: installed under /opt/dev (pip's --root), which receives only what
+# /opt/venv lacks, so the dev image adds them as one layer.
 FROM build AS build-dev
 ARG DEV_GROUPS="test"
-SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 RUN --mount=type=cache,target=/root/.cache/pip,sharing=locked \
-    install-groups ${DEV_GROUPS} \
-    && mkdir /opt/venv-delta \
-    && find /opt/venv ! -type d -cnewer /build/installed-before -printf '%P\0' \
-        | tar -C /opt/venv --null --files-from=- -cf - | tar -C /opt/venv-delta -xf -
+    --mount=type=bind,source=docker/build-inputs,target=/inputs \
+    sh install-groups.sh /opt/dev ${DEV_GROUPS}
 
 FROM ${BASE_IMAGE} AS folders
 COPY docker/own-folders.sh /usr/local/bin/own-folders
@@ -124,7 +132,7 @@ RUN apt-get update \
     && apt-get clean \
     && rm -rf /var/lib/apt/lists/* \
     && git config --system safe.directory /workspace
-COPY --from=build-dev /opt/venv-delta/ /opt/venv/
+COPY --from=build-dev /opt/dev/opt/venv/ /opt/venv/
 USER 1000:1000
 CMD ["bash"]
 

@@ -2,10 +2,11 @@
 
 `nox -s build-image -- --help` lists the options. The images are built by `docker compose build`
 from the compose file's services (one Dockerfile target each), so `docker compose run` finds
-them built, with the same builder (BuildKit), arguments and cache. Without Compose v2 the
-session falls back to plain `docker build` of the same targets. The Docker client and engine
-are external tools; the Compose plugin comes from the `image` group when `docker compose` is
-missing.
+them built, with the same builder, arguments and cache. BuildKit is the only builder: the
+Dockerfile mounts caches and inputs, which the legacy builder cannot. The Docker client and
+engine are external tools; the Compose plugin comes from the `image` group when
+`docker compose` is missing, and the session stops with one sentence where neither Compose v2
+nor an engine with BuildKit can be had.
 """
 
 from __future__ import annotations
@@ -16,9 +17,6 @@ import re
 import shutil
 import subprocess
 import sys
-import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
@@ -32,7 +30,6 @@ if TYPE_CHECKING:
     import nox
 
 IMAGE = "gradient-lab"
-DOCKERFILE = ROOT / "Dockerfile"
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 HOST_NETWORK_FILE = ROOT / "docker-compose.host-network.yml"
 BUILD_INPUTS = ROOT / "docker" / "build-inputs"
@@ -56,6 +53,16 @@ NO_ENGINE = (
     "No Docker engine answers{where}: start one (Docker Desktop, or `sudo systemctl start "
     "docker` / `dockerd` on Linux) and point DOCKER_HOST at it if it does not use the default "
     "socket."
+)
+NO_BUILDKIT = (
+    "The Docker engine{where} runs {system} containers, without BuildKit, which the images are "
+    "built with: switch Docker Desktop to Linux containers (or use Docker Engine on Linux) and "
+    "run `nox -s build-image` again."
+)
+NO_COMPOSE = (
+    "Docker Compose v2 is not installed: install the Compose plugin (it comes with Docker "
+    "Desktop; on Linux, Docker's `docker-compose-plugin` package, see "
+    "https://docs.docker.com/compose/install/) and run `nox -s build-image` again."
 )
 BUILD_FAILED = "The image build failed: the build log above says where."
 # What the Dockerfile's install step prints when it stops on purpose (one sentence).
@@ -212,26 +219,33 @@ def check_wheelhouse_torch(wheelhouse: Path, variant: str) -> None:
         )
 
 
-def engine_version(env: Mapping[str, str] | None = None) -> str | None:
-    """The engine's version, or None when no engine answers (DOCKER_HOST is honoured)."""
+def engine_system(env: Mapping[str, str] | None = None) -> str | None:
+    """The engine's system ("linux", "windows"), or None when no engine answers (DOCKER_HOST
+    is honoured)."""
     try:
         result = subprocess.run(
-            ["docker", "version", "--format", "{{.Server.Version}}"],
+            ["docker", "version", "--format", "{{.Server.Os}}"],
             capture_output=True, text=True, timeout=30, env=None if env is None else dict(env),
         )  # fmt: skip
     except subprocess.TimeoutExpired:
         return None
-    version = result.stdout.strip()
-    return version if result.returncode == 0 and version else None
+    system = result.stdout.strip()
+    return system if result.returncode == 0 and system else None
 
 
 def engine_problem(env: Mapping[str, str] = os.environ) -> str | None:
-    """One sentence saying why no image can be built here, or None when an engine answers."""
+    """One sentence saying why no image can be built here, or None when an engine with
+    BuildKit answers."""
     if shutil.which("docker", path=env.get("PATH")) is None:
         return NO_CLIENT
-    if engine_version(env) is None:
-        host = env.get("DOCKER_HOST")
-        return NO_ENGINE.format(where=f" at {host}" if host else "")
+    host = env.get("DOCKER_HOST")
+    where = f" at {host}" if host else ""
+    system = engine_system(env)
+    if system is None:
+        return NO_ENGINE.format(where=where)
+    # As the docker client decides it: Linux engines build with BuildKit, Windows ones do not.
+    if system != "linux":
+        return NO_BUILDKIT.format(where=where, system=system)
     return None
 
 
@@ -315,45 +329,13 @@ def compose_builds(
 
 
 def compose_env(options: Options, environ: Mapping[str, str] = os.environ) -> dict[str, str]:
-    """What the compose file reads: the CUDA variant of the `train-gpu` image."""
+    """What the compose file reads (the CUDA variant of the `train-gpu` image), and BuildKit
+    on: Compose takes the legacy builder where the environment says DOCKER_BUILDKIT=0."""
     env = {k: v for k, v in environ.items() if k not in ("IMAGE_TAG", "TORCH_VARIANT")}
+    env["DOCKER_BUILDKIT"] = "1"
     if options.cuda:
         env["TORCH_VARIANT"] = options.cuda
     return env
-
-
-def legacy_dockerfile(text: str) -> str:
-    """The Dockerfile for builders without BuildKit: the cache mounts dropped (pip then keeps
-    no cache, see docker/install-groups.sh)."""
-    return re.sub(r"--mount=type=cache,\S+\s+", "", text)
-
-
-def legacy_builds(
-    dockerfile: Path,
-    options: Options,
-    revision: str | None,
-    created: str | None,
-    context: Path = ROOT,
-) -> list[list[str]]:
-    """`docker build` commands for the same targets and tags, where Compose v2 is missing."""
-    base = ["docker", "build", "--file", str(dockerfile)]
-    if options.no_cache:
-        base.append("--no-cache")
-    if options.network:
-        base += ["--network", options.network]
-    runtime = [*base, "--target", "runtime", "--tag", service_image(RUNTIME_SERVICE, options)]
-    for name, value in runtime_args(options, revision, created).items():
-        runtime += ["--build-arg", f"{name}={value}"]
-    if options.cuda:
-        runtime += ["--build-arg", f"TORCH_VARIANT={options.cuda}"]
-        return [[*runtime, str(context)]]
-    commands = [[*runtime, str(context)]]
-    if options.torch_index:
-        base += ["--build-arg", f"TORCH_INDEX_URL={options.torch_index}"]
-    for target, services in (("folders", ["folders"]), ("dev", ["dev", "tests"])):
-        tags = [arg for s in services for arg in ("--tag", service_image(s, options))]
-        commands.append([*base, "--target", target, *tags, str(context)])
-    return commands
 
 
 def service_image(service: str, options: Options) -> str:
@@ -399,6 +381,8 @@ def pinned_compose(session: nox.Session) -> list[str] | None:
         "import compose, pathlib; print(pathlib.Path(compose.__file__).parent / 'docker-compose')",
         silent=True,
     )  # fmt: skip
+    if located is None:  # `--install-only`: nox runs nothing, so nothing is built
+        session.skip("the `image` group is installed; --install-only builds no image")
     binary = Path(str(located).strip())
     return [str(binary)] if binary.is_file() else None
 
@@ -483,36 +467,17 @@ def human_size(size: int) -> str:
     return f"{size / 1e9:.2f} GB" if size >= 1e9 else f"{size / 1e6:.0f} MB"
 
 
-@contextmanager
-def _legacy_dockerfile() -> Iterator[Path]:
-    with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder) / "Dockerfile"
-        path.write_text(legacy_dockerfile(DOCKERFILE.read_text(encoding="utf-8")), "utf-8")
-        yield path
-
-
 def build(session: nox.Session, options: Options, revision: str | None) -> None:
-    """Build every image, through Compose v2 where it can be had, else `docker build`."""
-    created = git_commit_time()
+    """Build every image through Compose v2 (BuildKit)."""
     compose = compose_command(session)
-    if compose is not None:
-        env = compose_env(options)
-        for command in compose_builds(compose, options, revision, created):
-            session.log(" ".join(command))
-            problem = run_build(command, env)
-            if problem:
-                session.error(problem)
-        return
-    session.warn(
-        "Compose v2 is not installed: building with plain `docker build`, without the "
-        "BuildKit download cache."
-    )
-    with _legacy_dockerfile() as dockerfile:
-        for command in legacy_builds(dockerfile, options, revision, created):
-            session.log(" ".join(command))
-            problem = run_build(command)
-            if problem:
-                session.error(problem)
+    if compose is None:
+        session.error(NO_COMPOSE)
+    env = compose_env(options)
+    for command in compose_builds(compose, options, revision, git_commit_time()):
+        session.log(" ".join(command))
+        problem = run_build(command, env)
+        if problem:
+            session.error(problem)
 
 
 def run(session: nox.Session) -> None:

@@ -21,9 +21,6 @@ import shlex
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
-from sessions.data.record import holds_recorded_version
-from sessions.data.sync import DATA_DIR
-from sessions.project import ROOT
 from sessions.stops import (
     INTERRUPT_TIMEOUT,
     TERMINATE_TIMEOUT,
@@ -122,15 +119,10 @@ def run(session: nox.Session, *, smoke: bool = False) -> None:
 
 def train(session: nox.Session, args: list[str], env: dict[str, str], received: list[int]) -> None:
     install_groups(session, "data", project=True)
-    # Train on the data set data.dvc records: pulled, restored or regenerated, never stale.
-    # Where data/ already is that version (read here, without DVC), there is nothing to do;
-    # else the data session's DVC does it. (nox runs from the project root, which `python -m`
-    # puts on sys.path.)
-    if holds_recorded_version(ROOT, DATA_DIR):
-        session.log(f"{DATA_DIR}/ matches {DATA_DIR}.dvc.")
-    else:
-        session.run("python", "-m", "sessions.data", "ensure")
-        stop_if_signalled(received)
+    # Train on the data set data.dvc records: pulled, restored or regenerated, never stale, as
+    # DVC judges it. (nox runs from the project root, which `python -m` puts on sys.path.)
+    session.run("python", "-m", "sessions.data", "ensure")
+    stop_if_signalled(received)
     if not (os.environ.get("WANDB_MODE") or os.environ.get("WANDB_API_KEY")):
         # The logging layer's own default; said here so the user knows before the run starts.
         session.log("W&B is not configured: tracking offline (set WANDB_API_KEY to go online).")

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from sessions import build_image
 from sessions.build_image import OptionError, Options
-from tests.conftest import ROOT, without_coverage
+from tests.conftest import ROOT, RecordingSession, without_coverage
 from tests.support.optional import missing
 from tests.support.platforms import skip_on
 
@@ -23,7 +24,8 @@ PEM = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
 
 
 def test_default_options() -> None:
-    assert build_image.parse_options([]) == Options()
+    """Without options or BUILD_IMAGE_* variables (CI sets them: see the test below)."""
+    assert build_image.parse_options([], {}) == Options()
 
 
 def test_options_are_parsed(tmp_path: Path) -> None:
@@ -127,43 +129,26 @@ def test_cuda_builds_only_the_gpu_service_with_its_variant() -> None:
     assert command[command.index("--profile") + 1] == "gpu"
     assert command[-1] == "train-gpu"
     env = build_image.compose_env(Options(cuda="cu130"), {"IMAGE_TAG": "x", "PATH": "/bin"})
-    assert env == {"TORCH_VARIANT": "cu130", "PATH": "/bin"}
+    assert env == {"TORCH_VARIANT": "cu130", "PATH": "/bin", "DOCKER_BUILDKIT": "1"}
     assert (
         build_image.service_image("train-gpu", Options(cuda="cu130")) == "gradient-lab:latest-cu130"
     )
-    assert build_image.compose_env(Options(), {"TORCH_VARIANT": "cu128"}) == {}
+    env = build_image.compose_env(Options(), {"TORCH_VARIANT": "cu128"})
+    assert env == {"DOCKER_BUILDKIT": "1"}
+
+
+def test_compose_builds_with_buildkit_whatever_the_environment_says() -> None:
+    """Compose takes the legacy builder where DOCKER_BUILDKIT=0: the session never lets it."""
+    env = build_image.compose_env(Options(), {"DOCKER_BUILDKIT": "0", "PATH": "/bin"})
+    assert env["DOCKER_BUILDKIT"] == "1"
 
 
 def test_build_args_name_real_dockerfile_args() -> None:
     dockerfile = (ROOT / "Dockerfile").read_text(encoding="utf-8")
-    options = Options(cuda="cu128", torch_index="https://mirror.example/whl")
-    with_args = build_image.legacy_builds(ROOT / "Dockerfile", options, SHA, "now")
-    for command in with_args:
-        for name in build_args(command):
-            assert f"ARG {name}=" in dockerfile, name
-
-
-def test_legacy_builds_make_the_same_targets_and_tags(tmp_path: Path) -> None:
-    dockerfile = tmp_path / "Dockerfile"
-    commands = build_image.legacy_builds(dockerfile, Options(network="host"), SHA, "then")
-    targets = {c[c.index("--target") + 1]: [c[i + 1] for i, a in enumerate(c) if a == "--tag"]
-               for c in commands}  # fmt: skip
-    assert targets == {
-        "runtime": ["gradient-lab:latest"],
-        "folders": ["gradient-lab:folders"],
-        "dev": ["gradient-lab:dev", "gradient-lab:tests"],
-    }
-    assert all(c[c.index("--file") + 1] == str(dockerfile) for c in commands)
-    assert all(c[c.index("--network") + 1] == "host" and c[-1] == str(ROOT) for c in commands)
-    assert build_args(commands[0]) == {"VCS_REF": SHA, "VCS_DATE": "then"}
-
-
-def test_legacy_dockerfile_drops_only_the_cache_mounts() -> None:
-    text = (ROOT / "Dockerfile").read_text(encoding="utf-8")
-    assert "--mount=type=cache" in text
-    legacy = build_image.legacy_dockerfile(text)
-    assert "--mount" not in legacy
-    assert legacy.count("install-groups ${") == text.count("install-groups ${") == 2
+    for options in (Options(cuda="cu128"), Options(torch_index="https://mirror.example/whl")):
+        for command in build_image.compose_builds(COMPOSE, options, SHA, "now"):
+            for name in build_args(command):
+                assert f"ARG {name}=" in dockerfile, name
 
 
 def test_no_build_time_in_any_build_argument() -> None:
@@ -221,8 +206,6 @@ def test_a_wheelhouse_never_satisfies_a_cuda_request_with_a_cpu_wheel(tmp_path: 
 
 @pytest.mark.slow
 def test_build_failure_is_reported_in_one_sentence(tmp_path: Path) -> None:
-    import sys
-
     script = "print('#9 1.0 build-image: the index cannot be reached.'); raise SystemExit(1)"
     assert build_image.run_build([sys.executable, "-c", script]) == "The index cannot be reached."
     assert build_image.run_build([sys.executable, "-c", "raise SystemExit(2)"]) == (
@@ -240,8 +223,6 @@ def test_smoke_without_host_user_or_network(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_smoke_training_step_really_trains(tmp_path: Path) -> None:
     """The smoke command trains the demo and saves loadable weights (run here, not in Docker)."""
-    import sys
-
     import torch
 
     swap = {"/workspace/models": tmp_path / "models", "/tmp": tmp_path, "/tmp/data": tmp_path / "d"}
@@ -335,6 +316,50 @@ def test_no_engine_is_one_sentence(tmp_path: Path) -> None:
 
 def test_no_client_is_one_sentence(tmp_path: Path) -> None:
     assert build_image.engine_problem({"PATH": str(tmp_path)}) == build_image.NO_CLIENT
+
+
+def stand_in_docker(folder: Path, body: str, path: str) -> str:
+    """PATH with, first, a `docker` client that runs BODY (a shell script) whatever it is
+    asked: an engine or a client that cannot be had here, such as a Windows engine."""
+    docker = folder / "docker"
+    docker.write_text(f"#!/bin/sh\n{body}\n", encoding="utf-8")
+    docker.chmod(0o755)
+    return f"{folder}{os.pathsep}{path}"
+
+
+@pytest.mark.slow
+@skip_on("win32", reason="the stand-in docker client is a shell script")
+def test_an_engine_without_buildkit_stops_the_session_in_one_sentence(
+    tmp_path: Path, nox_cmd: list[str], child_env: dict[str, str]
+) -> None:
+    """A Windows engine (Docker Desktop on Windows containers) builds without BuildKit: the
+    session says what to use instead, before it builds anything."""
+    env = {k: v for k, v in child_env.items() if k != "DOCKER_HOST"}
+    env["PATH"] = stand_in_docker(tmp_path, "echo windows", env["PATH"])
+    command = [*nox_cmd, "--no-venv", "-s", "build-image"]
+    result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, output
+    sentence = build_image.NO_BUILDKIT.format(where="", system="windows")
+    assert f"Session build-image aborted: {sentence}" in output, output
+    assert sentence.count(". ") == 0 and sentence.endswith(".")
+
+
+@pytest.mark.slow
+@skip_on("win32", reason="the stand-in docker client is a shell script")
+def test_without_compose_v2_the_build_stops_in_one_sentence(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A client without the Compose plugin where the `image` group has no binary (macOS,
+    Windows): no other builder, one sentence saying what to install."""
+    monkeypatch.setenv("PATH", stand_in_docker(tmp_path, "exit 1", os.environ["PATH"]))
+    monkeypatch.setattr(sys, "platform", "darwin")
+    session = RecordingSession(tmp_path)
+    with pytest.raises(RuntimeError) as stopped:
+        build_image.build(session, Options(), None)
+    assert str(stopped.value) == build_image.NO_COMPOSE
+    assert session.runs == [] and session.installs == []
+    assert build_image.NO_COMPOSE.count(". ") == 0
 
 
 @pytest.mark.slow

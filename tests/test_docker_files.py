@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -176,6 +177,14 @@ def test_build_inputs_are_ignored_by_git_but_their_readme_is_not() -> None:
     assert ignored("docker/build-inputs/ca.crt")
     assert ignored("docker/build-inputs/wheels/torch-2.13.0-cp311-none-any.whl")
     assert not ignored("docker/build-inputs/README.md")
+
+
+def test_the_dockerfile_needs_no_frontend_image() -> None:
+    """A `# syntax=` directive makes BuildKit pull a frontend image from a registry, which
+    engines without one cannot reach: the engine's own frontend reads the mounts."""
+    text = (ROOT / "Dockerfile").read_text(encoding="utf-8")
+    assert "RUN --mount=type=cache" in text
+    assert not re.search(r"^#\s*syntax\s*=", text, flags=re.IGNORECASE | re.MULTILINE)
 
 
 def test_no_volume_over_the_bind_mounts_and_signals_reach_the_trainer() -> None:

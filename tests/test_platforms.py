@@ -1,9 +1,9 @@
 """The platform rules, held on Linux: each side that Windows or macOS would take, simulated
 here (no such machine runs here), and the guard that keeps POSIX-only calls in their branches.
 
-Simulated: the separator in tools' output (os.sep and DVC's JSON, in test_data.py), the `zipfile`
-host byte (sys.platform), Windows' Popen options, and its read-only and held files
-(test_files.py). mypy checks each platform's side of every `sys.platform` test (test_lint.py).
+Simulated: the separator in tools' output (os.sep), the `zipfile` host byte (sys.platform),
+Windows' Popen options, and its read-only and held files (test_files.py). mypy checks each
+platform's side of every `sys.platform` test (test_lint.py).
 """
 
 from __future__ import annotations
@@ -17,10 +17,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
+from dvc_data.hashfile.build import build
+from dvc_data.hashfile.db.local import LocalHashFileDB
+from dvc_objects.fs.local import LocalFileSystem
 
 from gradient_lab import synthetic_data
 from sessions import platform_rules
-from sessions.data.record import folder_hash, recorded_hash
 from sessions.files import tool_path
 from sessions.project import ROOT
 from sessions.security.secrets import secret_findings
@@ -35,7 +38,12 @@ def test_generated_data_are_the_bytes_data_dvc_records_on_every_system(
     # zipfile records the OS that wrote an archive (0 on Windows): DVC would see other bytes.
     monkeypatch.setattr(sys, "platform", system)
     synthetic_data.generate(tmp_path / "data")
-    assert folder_hash(tmp_path / "data") == recorded_hash(ROOT / "data.dvc")
+    # DVC's own hash of the folder (what `dvc add` would record), by its library, here.
+    fs = LocalFileSystem()
+    odb = LocalHashFileDB(fs, str(tmp_path / "cache"))
+    _, _, built = build(odb, str(tmp_path / "data"), fs, "md5", dry_run=True)
+    recorded = yaml.safe_load((ROOT / "data.dvc").read_text(encoding="utf-8"))["outs"][0]["md5"]
+    assert built.hash_info.value == recorded
 
 
 @pytest.mark.parametrize(

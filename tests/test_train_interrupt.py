@@ -233,6 +233,24 @@ def children(pid: int) -> list[int]:
     return found
 
 
+def fresh_clone(project: Path, dest: Path) -> Path:
+    """A copy of the project as a fresh clone has it: no data/, and no .dvc/tmp (which DVC
+    makes when it first opens the repository, as the sessions the other tests ran did)."""
+    fresh = copy_of(project, dest)
+    remove_tree(fresh / "data")
+    remove_tree(fresh / ".dvc" / "tmp", missing_ok=True)
+    return fresh
+
+
+def dvc_opened(project: Path, job: Job) -> None:
+    """Wait until DVC (which the data session runs in its own process) has opened the copy's
+    repository: its .dvc/tmp, which no clone has, exists. The data check is under way."""
+    deadline = time.monotonic() + 120
+    while not (project / ".dvc" / "tmp").is_dir():
+        assert time.monotonic() < deadline, f"DVC never opened {project}:\n{job.output}"
+        time.sleep(0.005)
+
+
 def child_running(job: Job, marker: bytes) -> int:
     """The pid of the process nox started whose command line holds `marker` (Linux /proc)."""
     deadline = time.monotonic() + 120
@@ -291,12 +309,10 @@ def test_a_stop_the_command_took_before_nox_is_not_reported_as_success(
         while not catches_sigterm(command):  # from its first instant, while torch imports
             time.sleep(0.005)
     else:
-        fresh = copy_of(project, tmp_path / "project")
-        remove_tree(fresh / "data")
+        fresh = fresh_clone(project, tmp_path / "project")
         job = nox_job(fresh, env, session, "ensure")
         command = child_running(job, b"sessions.data")
-        while not children(command):  # asking DVC: the command is under way
-            time.sleep(0.005)
+        dvc_opened(fresh, job)
     os.kill(command, signal.SIGINT)  # the command first; nox gets its own once it reaped it
     code, output = job.finish()
     assert code == 130, output
@@ -310,13 +326,11 @@ def nox_job(project: Path, env: dict[str, str], session: str, *args: str) -> Job
 
 @skip_on("win32", "darwin", reason="reads /proc")
 def test_ctrl_c_during_the_data_check_prints_one_line(project: Path, tmp_path: Path) -> None:
-    # Without data/, the check is DVC's (a current data/ is recognised without it).
-    fresh = copy_of(project, tmp_path / "project")
-    remove_tree(fresh / "data")
+    # Without data/, DVC restores, pulls or regenerates it: the check lasts seconds.
+    fresh = fresh_clone(project, tmp_path / "project")
     job = nox_train(fresh, tmp_path / "runs", *TRAIN, "--name", "data-check")
-    check = child_running(job, b"sessions.data")
-    while not children(check):  # asking DVC: the check is under way
-        time.sleep(0.005)
+    child_running(job, b"sessions.data")
+    dvc_opened(fresh, job)
     job.signal_group(signal.SIGINT)
     code, output = job.finish()
     assert code == 130, output

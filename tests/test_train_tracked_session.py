@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 
 from sessions import stops, train_tracked
-from sessions.data import record
 from tests.conftest import ROOT, RecordingSession, measured_in, without_coverage
 from tests.support.platforms import skip_on
 from tests.support.wandb_runs import inspect, run_dirs
@@ -49,9 +48,8 @@ def test_every_listed_script_exists_and_is_runnable() -> None:
 
 
 def test_session_installs_the_project_and_data_group_and_ensures_data_first(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path,
 ) -> None:
-    monkeypatch.setattr(train_tracked, "ROOT", tmp_path)  # no data/ there: a fresh clone
     session = RecordingSession(tmp_path, posargs=["--epochs", "2", "--activation", "relu"])
     train_tracked.run(session)  # type: ignore[arg-type]
     (install,) = session.installs
@@ -62,29 +60,6 @@ def test_session_installs_the_project_and_data_group_and_ensures_data_first(
     assert ensure == ("python", "-m", "sessions.data", "ensure")  # data.dvc's data set first
     assert train == ("python", "-m", "experiments", "demo_vanishing_gradients",
                      "--epochs", "2", "--activation", "relu")  # fmt: skip
-
-
-def test_data_that_are_the_recorded_version_train_without_starting_dvc(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(train_tracked, "ROOT", tmp_path)
-    (tmp_path / "data").mkdir()
-    (tmp_path / "data" / "set.bin").write_bytes(b"recorded")
-    recorded = record.folder_hash(tmp_path / "data")
-    (tmp_path / "data.dvc").write_text(
-        f"outs:\n- md5: {recorded}\n  size: 8\n  nfiles: 1\n  hash: md5\n  path: data\n",
-        encoding="utf-8",
-    )
-    session = RecordingSession(tmp_path)
-    train_tracked.run(session)  # type: ignore[arg-type]
-    assert [run[:3] for run in session.runs] == [("python", "-m", "experiments")]
-    assert "data/ matches data.dvc." in session.logs
-
-    # Edited: not the recorded version, so the data session's DVC decides (here: it stops).
-    (tmp_path / "data" / "set.bin").write_bytes(b"edited")
-    session = RecordingSession(tmp_path)
-    train_tracked.run(session)  # type: ignore[arg-type]
-    assert session.runs[0] == ("python", "-m", "sessions.data", "ensure")
 
 
 def test_smoke_variant_adds_the_smoke_options_after_the_users(tmp_path: Path) -> None:
@@ -199,14 +174,13 @@ def test_the_demo_learns_the_resume_command_from_the_session(tmp_path: Path) -> 
 
 
 def test_a_signal_while_a_command_ran_stops_the_session_though_nox_saw_success(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path,
 ) -> None:
     """nox swallows the stop when it read the command's exit code as 0 (as CPython's Popen
     reports a child it reaped before the signal's handler ran): the session stops anyway, as
     the signal asked, with 128 + its number, and starts nothing more."""
     import signal
 
-    monkeypatch.setattr(train_tracked, "ROOT", tmp_path)  # no data/: the data check runs first
     session = RecordingSession(tmp_path)
     ran: list[tuple[str, ...]] = []
 

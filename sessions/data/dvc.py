@@ -1,23 +1,31 @@
-"""DVC's command line as the `data` session runs it: one child process per command, the
-remotes it knows, and its failures turned into one sentence that names the remote and its URL.
+"""DVC as the `data` session uses it: its Python API for what the session reads (return
+values, exception types, status dictionaries), its command line for what the user reads
+(`dvc ARGS`, `dvc status`'s own words), and its failures turned into one sentence that names
+the remote and its URL.
 
-DVC is only ever run as a child process, so importing this module costs nothing.
+DVC is imported only inside the functions that use it: the noxfile imports this module, and
+nox's own environment has no DVC.
 """
 
 from __future__ import annotations
 
-import importlib
-import itertools
+import contextlib
 import json
+import logging
 import os
 import re
 import shlex
 import subprocess
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from sessions.files import tool_path
+
+# The loggers of DVC and of its data libraries, whose records carry the exceptions it caught.
+DVC_LOGGERS = ("dvc", "dvc_data", "dvc_objects")
 
 
 class DataError(RuntimeError):
@@ -50,9 +58,8 @@ def unmeasured(environ: Mapping[str, str]) -> dict[str, str]:
 
 
 def dvc(*args: str, root: Path, env: Mapping[str, str] | None = None) -> Result:
-    """Run `dvc ARGS` with this interpreter's DVC in `root`; never raises on a DVC failure.
-    For the commands that only read and move data (`repro`, which runs the project's stages,
-    is run directly with dvc_env)."""
+    """Run `dvc ARGS` with this interpreter's DVC in `root` as a child process and capture what
+    it prints; never raises on a DVC failure."""
     proc = subprocess.run(
         [sys.executable, "-m", "dvc", *args],
         cwd=root,
@@ -77,6 +84,82 @@ def command(action: str, args: Sequence[str] = ()) -> str:
     return shlex.join(["nox", "-s", "data", "--", action, *args])
 
 
+def options(action: str, args: Sequence[str]) -> Any:
+    """`dvc ACTION ARGS` read by DVC's own argument parser (what `dvc ACTION` would accept)."""
+    from dvc.cli import DvcParserError, parse_args  # noqa: PLC0415 - DVC: the data venv only
+
+    try:
+        return parse_args([action, *args])
+    except DvcParserError:
+        raise DataError(
+            f"dvc {action} does not take those options: DVC's message above names them and "
+            "lists the ones it takes"
+        ) from None
+
+
+class Captured(logging.Handler):
+    """DVC's log records while it works: kept, not printed, since the session says in its own
+    words what happened (`-v` prints them too, as DVC's own `-v` does)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+    def errors(self) -> list[BaseException]:
+        """The exceptions DVC caught and logged (a file that failed to transfer, say)."""
+        return [r.exc_info[1] for r in self.records if r.exc_info and r.exc_info[1]]
+
+
+@contextlib.contextmanager
+def repository(root: Path, *, verbose: bool = False) -> Iterator[tuple[Any, Captured]]:
+    """DVC's `Repo` for root, opened there as DVC's command line opens it (targets are read
+    from the working directory), and the log records DVC writes while it is open: kept, not
+    printed (`verbose`: printed too, by DVC's own handlers, with its debug messages)."""
+    from dvc.exceptions import NotDvcRepoError  # noqa: PLC0415 - DVC: the data venv only
+    from dvc.repo import Repo  # noqa: PLC0415
+
+    captured = Captured()
+    loggers = [logging.getLogger(name) for name in DVC_LOGGERS]
+    saved = [(logger, logger.level, logger.handlers[:]) for logger in loggers]
+    for logger in loggers:
+        # DVC draws no progress bars unless its level lets INFO through (-v does).
+        logger.setLevel(logging.DEBUG if verbose else logging.WARNING)
+        logger.handlers = [*(logger.handlers if verbose else []), captured]
+    try:
+        with contextlib.chdir(root):
+            try:
+                repo = Repo(str(root))
+            except NotDvcRepoError:
+                raise DataError(
+                    "this folder is not a DVC repository; run the command from the repository root"
+                ) from None
+            with repo:
+                yield repo, captured
+    finally:
+        for logger, level, handlers in saved:
+            logger.setLevel(level)
+            logger.handlers = handlers
+
+
+def repo_path(repo: Any, out: Any) -> str:
+    """An output's path in the repository, '/'-separated on every system."""
+    return tool_path(os.path.relpath(out.fs_path, repo.root_dir))
+
+
+def workspace_states(repo: Any, paths: Collection[str]) -> dict[str, str]:
+    """Repository path -> how the workspace differs from the record ("deleted", "modified"),
+    for the cached outputs at `paths` that differ: DVC's own comparison of each output."""
+    states: dict[str, str] = {}
+    for out in repo.index.outs:
+        path = repo_path(repo, out)
+        if out.use_cache and path in paths:
+            states.update((path, state) for state in out.workspace_status().values())
+    return states
+
+
 @dataclass(frozen=True)
 class Remote:
     name: str
@@ -97,103 +180,114 @@ class Remote:
         return self.folder is not None and not (root / self.folder).is_dir()
 
 
-def remote_flag(args: Sequence[str]) -> str | None:
-    """The remote a DVC command line names with -r/--remote, if any."""
-    for flag, value in itertools.pairwise(args):
-        if flag in ("-r", "--remote"):
-            return value
-    return None
-
-
-def resolve_remote(args: Sequence[str], root: Path, action: str) -> Remote | None:
-    """The remote a command acts on: the one `-r` names, else the default; None if neither is
+def resolve_remote(name: str | None, root: Path, action: str) -> Remote | None:
+    """The remote a command acts on: `name` (from -r), else the default; None if neither is
     configured. Read with DVC's own config loader (every level: repo, local, global, system;
-    local URLs resolved to absolute paths), in this process: the data venv has DVC."""
-    config_module = importlib.import_module("dvc.config")
+    local URLs resolved to absolute paths)."""
+    from dvc.config import Config  # noqa: PLC0415 - DVC: the data venv only
+
     dvc_dir = str(root / ".dvc")
     try:
-        config = config_module.Config(dvc_dir=dvc_dir, local_dvc_dir=dvc_dir)
+        config = Config(dvc_dir=dvc_dir, local_dvc_dir=dvc_dir)
     except Exception as error:  # DVC's ConfigError and whatever a broken file raises
         raise DataError(
             f"dvc {action} failed: DVC cannot read its configuration ({error})"
         ) from None
     remotes = config["remote"]
-    name = remote_flag(args) or config["core"].get("remote")
+    name = name or config["core"].get("remote")
     return Remote(name, str(remotes[name]["url"])) if name in remotes else None
 
 
-# DVC failure text -> what happened and what to do. The first pattern that matches wins.
-# {remote} is the remote's name and URL, {rerun} the command that repeats the user's.
-# Linux's wording, macOS' unknown host, then Windows' (refused: WSAECONNREFUSED and the
-# proactor's ERROR_CONNECTION_REFUSED; reset: WSAECONNRESET; unknown host: WSAHOST_NOT_FOUND),
-# as botocore and aiohttp quote the OS's own message.
-CONNECTION = (
-    r"Could not connect to the endpoint URL|Connection refused|Cannot connect to host"
-    r"|ConnectTimeout|Name or service not known|Connection reset|Server disconnected"
-    r"|ConnectionClosed|EndpointConnectionError|ReadTimeout|Connection aborted"
-    r"|nodename nor servname provided"
-    r"|actively refused|refused the network connection|forcibly closed"
-    r"|WinError (?:10061|1225|10054|11001)"
+# --- why a DVC operation failed, from the exceptions it raised or logged ---------------------
+
+# What happened -> what to do. {remote} is the remote's name and URL, {rerun} the command that
+# repeats the user's.
+ADVICE = {
+    "unreachable": "the remote {remote} is unreachable; start its server or fix its endpoint "
+    "(the remote's endpointurl setting or AWS_ENDPOINT_URL_S3), then rerun `{rerun}`",
+    "credentials": "the remote {remote} rejected the credentials; set AWS_ACCESS_KEY_ID and "
+    "AWS_SECRET_ACCESS_KEY to keys it accepts and rerun `{rerun}`",
+    "no credentials": "no S3 credentials were found for the remote {remote}; set "
+    "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or AWS_PROFILE) and rerun `{rerun}`",
+    "bucket": "the bucket of the remote {remote} does not exist and DVC does not create "
+    "buckets; create that bucket or fix the remote's url, then rerun `{rerun}`",
+}
+# S3's error codes (ClientError.response["Error"]["Code"]; a HEAD request's is its status).
+REJECTED = frozenset(
+    {
+        "403",
+        "Forbidden",
+        "AccessDenied",
+        "InvalidAccessKeyId",
+        "SignatureDoesNotMatch",
+        "InvalidToken",
+        "ExpiredToken",
+    }
 )
-FAILURES: tuple[tuple[str, str], ...] = (
-    (
-        CONNECTION,
-        "the remote {remote} is unreachable; start its server or fix its endpoint (the "
-        "remote's endpointurl setting or AWS_ENDPOINT_URL_S3), then rerun `{rerun}`",
-    ),
-    (
-        r"InvalidAccessKeyId|SignatureDoesNotMatch|AccessDenied|Forbidden|\(403\)",
-        "the remote {remote} rejected the credentials; set AWS_ACCESS_KEY_ID and "
-        "AWS_SECRET_ACCESS_KEY to keys it accepts and rerun `{rerun}`",
-    ),
-    (
-        r"Unable to locate credentials|NoCredentialsError",
-        "no S3 credentials were found for the remote {remote}; set AWS_ACCESS_KEY_ID and "
-        "AWS_SECRET_ACCESS_KEY (or AWS_PROFILE) and rerun `{rerun}`",
-    ),
-    (
-        r"NoSuchBucket|bucket does not exist",
-        "the bucket of the remote {remote} does not exist and DVC does not create buckets; "
-        "create that bucket or fix the remote's url, then rerun `{rerun}`",
-    ),
-    (
-        r"Missing cache files|missing-files|Checkout failed",
-        "the remote {remote} does not hold the data that the .dvc files record; run "
-        "`nox -s data -- push` where that data exists, or `nox -s data -- ensure` to regenerate it",
-    ),
-    (
-        r"No remote provided and no default remote set|no remote specified",
-        "no DVC remote is configured; the committed .dvc/config sets the local remote, or add "
-        "one as the README's data section shows",
-    ),
-    (
-        r"remote '[^']*' doesn't exist",
-        "that DVC remote is not configured; `nox -s data -- dvc remote list` shows the ones "
-        "that are",
-    ),
-    (
-        r"not a DVC repository|you are not inside of a DVC repository",
-        "this folder is not a DVC repository; run the command from the repository root",
-    ),
-)
+NO_BUCKET = frozenset({"NoSuchBucket"})
+
+
+def chain(error: BaseException) -> Iterator[BaseException]:
+    """error and the exceptions it was raised from or while handling."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        yield current
+        current = current.__cause__ or current.__context__
+
+
+def failure_types() -> dict[str, tuple[type[BaseException], ...]]:
+    """Exception types -> which failure they are. A connection that failed or dropped, on every
+    system: the OS's (refused, reset, timed out, unknown host), botocore's and aiohttp's."""
+    import socket  # noqa: PLC0415
+
+    types: dict[str, tuple[type[BaseException], ...]] = {
+        "unreachable": (ConnectionError, TimeoutError, socket.gaierror),
+    }
+    try:
+        import aiohttp  # noqa: PLC0415 - the S3 remote's HTTP client (dvc[s3])
+        from botocore import exceptions  # noqa: PLC0415
+    except ImportError:  # DVC without its S3 support: the OS's types are all there is
+        return types
+    types["no credentials"] = (exceptions.NoCredentialsError, exceptions.PartialCredentialsError)
+    types["unreachable"] += (
+        exceptions.ConnectionError,  # endpoint unreachable, connect timeout
+        exceptions.HTTPClientError,  # connection closed, read timeout
+        aiohttp.ClientConnectionError,
+    )
+    return types
+
+
+def failure_kind(errors: Iterable[BaseException]) -> str | None:
+    """Which of ADVICE's failures the exceptions are, by their types and S3's error codes."""
+    types = failure_types()
+    for error in errors:
+        for link in chain(error):
+            response = getattr(link, "response", None)
+            code = response.get("Error", {}).get("Code") if isinstance(response, dict) else None
+            if code in REJECTED:
+                return "credentials"
+            if code in NO_BUCKET:
+                return "bucket"
+            kind = next((kind for kind, found in types.items() if isinstance(link, found)), None)
+            if kind is not None:
+                return kind
+    return None
 
 
 def explain(
-    action: str, output: str, args: Sequence[str] = (), remote: Remote | None = None
+    action: str,
+    error: BaseException,
+    args: Sequence[str],
+    remote: Remote,
+    logged: Iterable[BaseException] = (),
 ) -> str:
-    """One sentence for a failed `dvc ACTION`: what happened and what to do."""
-    rerun = command(action, args)
-    for pattern, advice in FAILURES:
-        if re.search(pattern, output, re.IGNORECASE):
-            named = str(remote) if remote else f"'{remote_flag(args)}'"
-            text = advice.format(remote=named, rerun=rerun)
-            return f"dvc {action} failed: {text}."
-    detail = next(
-        (line.strip() for line in output.splitlines() if line.startswith("ERROR")),
-        output.strip().splitlines()[-1] if output.strip() else "no output",
-    )
+    """One sentence for a failed `dvc ACTION`: what happened and what to do. `logged`: the
+    exceptions DVC caught and logged on the way (see Captured)."""
+    kind = failure_kind([error, *logged])
+    if kind is not None:
+        text = ADVICE[kind].format(remote=remote, rerun=command(action, args))
+        return f"dvc {action} failed: {text}."
+    detail = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
     return f"dvc {action} failed ({detail}); `{command(action, [*args, '-v'])}` shows DVC's log."
-
-
-def is_connection_failure(output: str) -> bool:
-    return re.search(CONNECTION, output, re.IGNORECASE) is not None

@@ -14,15 +14,23 @@ the remote; pull: the data set is incomplete, or with `--all` any weights are mi
 
 from __future__ import annotations
 
-import re
 import subprocess
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sessions.data import record, sync
-from sessions.data.dvc import DataError, Result, command, dvc, dvc_env, explain, resolve_remote
+from sessions.data import sync
+from sessions.data.dvc import (
+    DataError,
+    command,
+    dvc_env,
+    explain,
+    failure_kind,
+    repository,
+    resolve_remote,
+    workspace_states,
+)
 from sessions.data.sync import DATA_DIR
 from sessions.files import remove_tree
 from sessions.project import ROOT
@@ -82,21 +90,25 @@ def run(session: nox.Session) -> None:
 
 
 def workspace_state(root: Path, target: str = DATA_DIR) -> str:
-    """How `target` in the workspace compares with the version its .dvc file records.
-
-    "current" (same content, whether or not the cache holds it), "modified", "deleted", or
-    "untracked" when there is no .dvc file.
-    """
+    """How `target` in the workspace compares with the version its .dvc file records, as
+    DVC compares them: "current" (same content, whether or not the cache holds it),
+    "modified", "deleted", or "untracked" when there is no .dvc file."""
     if not (root / f"{target}.dvc").is_file():
         return "untracked"
-    if record.holds_recorded_version(root, target):
-        return "current"  # the common case, decided without DVC's process
     folder = root / target
     if folder.is_dir() and not any(folder.iterdir()):
         # An empty folder holds no version: a container's bind mount of a fresh clone's data/.
         return "deleted"
-    changes = sync.workspace_changes(root, "status", [])
-    return next((state for state in ("modified", "deleted") if target in changes[state]), "current")
+    with repository(root) as (repo, _):
+        state = workspace_states(repo, {target}).get(target)
+    return state if state in ("modified", "deleted") else "current"
+
+
+def recorded_version(root: Path, target: str) -> str:
+    """The content hash that target.dvc records (DVC's `<md5>.dir` for a folder)."""
+    with repository(root) as (repo, _):
+        found = [o.md5 for o in sync.load_outputs(repo) if o.record == f"{target}.dvc"]
+    return found[0] if found else "no version"
 
 
 def clear(path: Path) -> None:
@@ -140,9 +152,9 @@ def ensure_data(
         else:
             notice(f"Using {target}/ as it is: no {target}.dvc records a version of it.")
         return "untracked"
-    recorded = record.recorded_hash(root / f"{target}.dvc")
     if state == "current":
         return "current"
+    recorded = recorded_version(root, target)
     if state == "modified":
         message = (
             f"{target}/ differs from the version {target}.dvc records ({recorded}): "
@@ -154,57 +166,73 @@ def ensure_data(
         notice(f"Notice: training on modified data; {message}.")
         return "modified"
     # Missing from the workspace: the local cache or else the remote may have it.
-    if dvc("checkout", f"{target}.dvc", root=root).returncode == 0:
-        notice(f"Restored {target}/ ({recorded}) from the local DVC cache.")
-        return "restored"
-    pulled = dvc("pull", f"{target}.dvc", root=root)
-    if pulled.returncode == 0:
-        notice(f"Pulled {target}/ ({recorded}) from the DVC remote.")
-        return "pulled"
-    why = why_not_pulled(root, pulled)
+    done, why = fetch(root, target)
+    if done:
+        source = "the local DVC cache" if done == "restored" else "the DVC remote"
+        notice(f"{done.capitalize()} {target}/ ({recorded}) from {source}.")
+        return done
     notice(f"Notice: could not get {target}/ from DVC ({why}) - regenerating it.")
     # It was absent (or empty) before the pull: whatever a failed pull left there is not the
     # user's.
     clear(path)
     generate(path)
-    if workspace_state(root, target) == "current":
-        # Into the cache, so that `push` can share it; the record is unchanged.
-        committed = dvc("commit", "--force", f"{target}.dvc", root=root)
-        if committed.returncode == 0:
-            notice(f"The regenerated {target}/ is the version {target}.dvc records ({recorded}).")
-        else:
-            # Training needs only the data, which is right; sharing it needs the cache (a
-            # container user may not write the record or the cache: not a reason to stop).
-            errors = [line for line in committed.output.splitlines() if "ERROR" in line]
-            reason = errors[-1].split("ERROR:", 1)[-1].strip() if errors else "no output"
-            notice(
-                f"Notice: the regenerated {target}/ is the version {target}.dvc records "
-                f"({recorded}), but DVC could not add it to the cache ({reason}), so a push "
-                "from this checkout cannot share it."
-            )
-    else:
+    if workspace_state(root, target) != "current":
         notice(
             f"Notice: the regenerated {target}/ differs from the version {target}.dvc records "
             f"({recorded}); `{command('dvc', ['add', target])}` records the new one, "
             f"`{command('pull', ['--force', f'{target}.dvc'])}` fetches the recorded one once "
             "a remote holds it."
         )
+        return "regenerated"
+    # Into the cache, so that `push` can share it; the record is unchanged.
+    try:
+        with repository(root) as (repo, _):
+            repo.commit(f"{target}.dvc", force=True)
+    except Exception as error:  # whatever stopped DVC: said, and training goes on
+        # Training needs only the data, which is right; sharing it needs the cache (a
+        # container user may not write the record or the cache: not a reason to stop).
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
+        notice(
+            f"Notice: the regenerated {target}/ is the version {target}.dvc records "
+            f"({recorded}), but DVC could not add it to the cache ({reason}), so a push "
+            "from this checkout cannot share it."
+        )
+    else:
+        notice(f"The regenerated {target}/ is the version {target}.dvc records ({recorded}).")
     return "regenerated"
 
 
-def why_not_pulled(root: Path, pulled: Result) -> str:
+def fetch(root: Path, target: str) -> tuple[str | None, str]:
+    """Put the recorded `target` back from the local cache ("restored") or the remote
+    ("pulled"); else (None, why not, as a clause naming the remote)."""
+    record = f"{target}.dvc"
+    with repository(root) as (repo, log):
+        try:
+            repo.checkout(targets=[record])
+        except Exception:  # DVC's CheckoutError: the cache does not hold it
+            pass
+        else:
+            return "restored", ""
+        try:
+            repo.pull(targets=[record])
+        except Exception as error:  # the cache and the remote lack it, or the remote failed
+            return None, why_not_pulled(root, error, log.errors())
+        return "pulled", ""
+
+
+def why_not_pulled(root: Path, error: BaseException, logged: Sequence[BaseException]) -> str:
     """Why `dvc pull` could not get the data, naming the remote, as a clause."""
     try:
-        remote = resolve_remote([], root, "pull")
-    except DataError as error:
-        return str(error).rstrip(".")
+        remote = resolve_remote(None, root, "pull")
+    except DataError as failure:
+        return str(failure).rstrip(".")
     if remote is None:
         return "no DVC remote is configured"
-    if re.search(sync.MISSING, pulled.output, re.IGNORECASE):
-        if remote.missing(root):
-            return f"the remote {remote} does not exist yet"
-        return f"neither your cache nor the remote {remote} holds it"
-    return explain("pull", pulled.output, [], remote).rstrip(".")
+    if failure_kind([error, *logged]) is not None:
+        return explain("pull", error, [], remote, logged).rstrip(".")
+    if remote.missing(root):
+        return f"the remote {remote} does not exist yet"
+    return f"neither your cache nor the remote {remote} holds it"
 
 
 def ensure_training_data(root: Path = ROOT, *, allow_modified: bool = False) -> str:

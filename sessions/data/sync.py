@@ -1,16 +1,17 @@
-"""`nox -s data -- push|pull|status`: DVC's commands, reported by what the records name.
+"""`nox -s data -- push|pull|status`: DVC's push, pull and status, reported by what the records
+name.
 
-The records are the .dvc files at the repository root (data sets: what training needs) and
-dvc.lock (outputs of `dvc.yaml` stages: trained weights, nice to have, each rebuilt by its
-stage). Every report says, output by output, where each one is (workspace, cache, remote),
-names the remote and its URL, and gives the command that fixes what is missing. DVC's own
-warnings are read, never shown raw after a claim of success.
+The records are the .dvc files (data sets: what training needs) and dvc.lock (outputs of
+`dvc.yaml` stages: trained weights, nice to have, each rebuilt by its stage). Every report
+says, output by output, where each one is (workspace, cache, remote), names the remote and its
+URL, and gives the command that fixes what is missing. What it says comes from DVC's Python
+API: the records as DVC reads them, the objects the remote holds before and after, the number
+of files a push uploaded, the exceptions DVC raised or logged. DVC's log is not shown (`-v`
+shows it).
 """
 
 from __future__ import annotations
 
-import re
-import signal
 import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -23,20 +24,18 @@ from sessions.data.dvc import (
     command,
     dvc,
     explain,
-    is_connection_failure,
-    json_report,
-    remote_flag,
+    failure_kind,
+    options,
+    repo_path,
+    repository,
     resolve_remote,
+    workspace_states,
 )
-from sessions.files import tool_path
 
 # The data set that training reads, tracked by DATA_DIR.dvc at the repository root.
 DATA_DIR = "data"
 # Present while a push runs: a push that never removed it was interrupted.
 PUSH_MARKER = Path(".dvc") / "tmp" / "push-in-progress"
-# Options of `dvc push/pull/status` that take a value (the rest of the words are targets).
-VALUE_OPTIONS = ("-r", "--remote", "-j", "--jobs", "--glob-from")
-MISSING = r"Missing cache files|Checkout failed|failed to download|missing-files"
 
 
 @dataclass(frozen=True)
@@ -44,9 +43,10 @@ class Output:
     """One output that a record names: its path, content hash and where it is recorded."""
 
     path: str
-    md5: str
+    md5: str  # the content hash (`<md5>.dir` for a folder's listing)
     record: str  # "data.dvc" or "dvc.lock"
     stage: str | None = None  # the dvc.yaml stage that builds it
+    hash_name: str = "md5"  # DVC 3's; "md5-dos2unix" in a record that DVC 2 wrote
 
     @property
     def label(self) -> str:
@@ -81,70 +81,31 @@ class Output:
             name = target.replace("\\", "/").removeprefix("./").rstrip("/")
             if name in (self.record, self.stage, self.stage and self.stage.split("@")[0]):
                 return True
-            if self.owns(name) or name.startswith(f"{self.path}/"):
+            if self.owns(name):
                 return True
         return False
 
 
-def split_args(args: Sequence[str]) -> tuple[list[str], list[str]]:
-    """(options, targets) of a DVC push/pull/status command line."""
-    options: list[str] = []
-    targets: list[str] = []
-    words = iter(args)
-    for word in words:
-        if word in VALUE_OPTIONS:
-            options += [word, next(words, "")]
-        elif word.startswith("-"):
-            options.append(word)
-        else:
-            targets.append(word)
-    return options, targets
-
-
-def _yaml(path: Path) -> Any:
-    from ruamel.yaml import YAML  # noqa: PLC0415 - DVC's own YAML library, in the data venv
-
-    return YAML(typ="safe", pure=True).load(path.read_text(encoding="utf-8")) or {}
-
-
-def uncached_patterns(root: Path) -> dict[str, list[re.Pattern[str]]]:
-    """dvc.yaml stage -> path patterns of its outputs marked `cache: false` (kept in git)."""
-    dvc_yaml = root / "dvc.yaml"
-    stages = (_yaml(dvc_yaml).get("stages") or {}) if dvc_yaml.is_file() else {}
-    patterns: dict[str, list[re.Pattern[str]]] = {}
-    for name, stage in stages.items():
-        body = stage.get("do", stage)
-        for kind in ("outs", "metrics", "plots"):
-            for entry in body.get(kind) or []:
-                if not isinstance(entry, dict):
-                    continue
-                for path, options in entry.items():
-                    if isinstance(options, dict) and options.get("cache") is False:
-                        parts = re.split(r"\$\{[^}]*\}", path)
-                        regex = "[^/]+".join(re.escape(part) for part in parts)
-                        patterns.setdefault(name, []).append(re.compile(f"^{regex}$"))
-    return patterns
-
-
-def load_outputs(root: Path) -> list[Output]:
-    """Every output that the root's .dvc files and dvc.lock record and DVC caches."""
-    outputs = [
-        Output(str(out["path"]), str(out.get("md5", "")), dvc_file.name)
-        for dvc_file in sorted(root.glob("*.dvc"))
-        if dvc_file.is_file()
-        for out in _yaml(dvc_file).get("outs") or []
-    ]
-    lock = root / "dvc.lock"
-    if lock.is_file():
-        uncached = uncached_patterns(root)
-        for stage, body in (_yaml(lock).get("stages") or {}).items():
-            skip = uncached.get(stage.split("@")[0], [])
-            outputs += [
-                Output(str(out["path"]), str(out.get("md5", "")), lock.name, stage)
-                for out in body.get("outs") or []
-                if not any(pattern.match(str(out["path"])) for pattern in skip)
-            ]
-    return outputs
+def load_outputs(repo: Any, targets: Sequence[str] = ()) -> list[Output]:
+    """Every output that the records name and DVC caches (`cache: false` ones live in git), as
+    DVC reads the records: data sets first, then stage outputs, each by path."""
+    outputs = []
+    for out in repo.index.outs:
+        if not out.use_cache or not out.hash_info:
+            continue
+        stage = out.stage
+        lock = Path(stage.path_in_repo).with_name("dvc.lock")
+        outputs.append(
+            Output(
+                path=repo_path(repo, out),
+                md5=str(out.hash_info.value),
+                record=(Path(stage.path_in_repo) if stage.is_data_source else lock).as_posix(),
+                stage=None if stage.is_data_source else stage.addressing,
+                hash_name=out.hash_info.name,
+            )
+        )
+    outputs.sort(key=lambda output: (not output.needed, output.path))
+    return [output for output in outputs if output.named_by(targets)]
 
 
 def listing(outputs: Iterable[Output]) -> str:
@@ -152,11 +113,10 @@ def listing(outputs: Iterable[Output]) -> str:
     return ", ".join(labels) if labels else "none"
 
 
-def require_remote(args: Sequence[str], root: Path, action: str) -> Remote:
-    remote = resolve_remote(args, root, action)
+def require_remote(name: str | None, root: Path, action: str) -> Remote:
+    remote = resolve_remote(name, root, action)
     if remote is not None:
         return remote
-    name = remote_flag(args)
     if name:
         raise DataError(
             f"dvc {action} failed: no remote named '{name}' is configured; "
@@ -180,31 +140,23 @@ class CloudState:
 
 
 def cloud_state(
-    root: Path, remote: Remote, outputs: Sequence[Output], args: Sequence[str], action: str
+    repo: Any, remote: Remote, outputs: Sequence[Output], args: Sequence[str], action: str
 ) -> CloudState:
-    """Compare the local cache with the remote (`dvc status --cloud`), output by output."""
-    _, targets = split_args(args)
-    result = dvc("status", "--cloud", "--json", "-r", remote.name, *targets, root=root)
-    if result.returncode != 0:
-        raise DataError(explain(action, result.output, args, remote))
-    report: dict[str, str] = json_report(result)
-    state = CloudState()
-    missing: set[Output] = set()
-    new: set[Output] = set()
-    for path, status in report.items():
-        owner = next((output for output in outputs if output.owns(tool_path(path))), None)
-        if owner is None:
-            continue
-        if status == "missing":
-            missing.add(owner)
-        elif status == "new":
-            new.add(owner)
-    # A directory whose listing is nowhere shows only as a hash in DVC's warning.
-    for md5 in re.findall(r"md5: (\S+)", result.stderr):
-        missing.update(output for output in outputs if output.md5 == md5)
-    state.missing = [output for output in outputs if output in missing]
-    state.new = [output for output in outputs if output in new and output not in missing]
-    return state
+    """Where each output's object is (`dvc status --cloud` for the objects the records name):
+    a folder's is its listing, which a push uploads only after every file in it."""
+    from dvc_data.hashfile.hash_info import HashInfo  # noqa: PLC0415 - the data venv only
+
+    objects = [HashInfo(output.hash_name, output.md5) for output in outputs]
+    try:
+        status = repo.cloud.status(objects, remote=remote.name)
+    except Exception as error:  # whatever reaching the remote raised
+        raise DataError(explain(action, error, args, remote)) from None
+    missing = {info.value for info in status.missing}
+    new = {info.value for info in status.new}
+    return CloudState(
+        new=[output for output in outputs if output.md5 in new],
+        missing=[output for output in outputs if output.md5 in missing],
+    )
 
 
 def interrupted(remote: Remote, how: str, args: Sequence[str]) -> str:
@@ -215,49 +167,44 @@ def interrupted(remote: Remote, how: str, args: Sequence[str]) -> str:
     )
 
 
-def stopped_by(returncode: int) -> str | None:
-    """How a DVC process that ended with `returncode` was stopped, if it was stopped."""
-    if returncode < 0:
-        try:
-            return f"DVC was stopped by {signal.Signals(-returncode).name}"
-        except ValueError:
-            return f"DVC was stopped by signal {-returncode}"
-    return None
-
-
 def push(args: Sequence[str], root: Path) -> None:
-    remote = require_remote(args, root, "push")
+    parsed = options("push", args)
+    remote = require_remote(parsed.remote, root, "push")
     marker = root / PUSH_MARKER
     if marker.is_file():
         print(f"The last push to the remote {remote} was interrupted; this push completes it.")
-    outputs = [output for output in load_outputs(root) if output.named_by(split_args(args)[1])]
-    # Reachable before the push: a connection lost during it means an interrupted push.
-    cloud_state(root, remote, outputs, args, "push")
-    if remote.folder is not None:
-        (root / remote.folder).mkdir(parents=True, exist_ok=True)
-    marker.parent.mkdir(parents=True, exist_ok=True)
-    marker.write_text(f"{remote}\n", encoding="utf-8")
-    try:
-        result = dvc("push", *args, root=root)
-    except KeyboardInterrupt:
-        raise DataError(interrupted(remote, "stopped with Ctrl-C", args)) from None
-    if result.returncode != 0:
-        how = stopped_by(result.returncode)
-        if how is None and re.search(r"interrupted by the user", result.output, re.I):
-            how = "stopped with Ctrl-C"
-        if how is None and is_connection_failure(result.output):
-            how = "the connection to the remote dropped"
-        if how is not None:
-            raise DataError(interrupted(remote, how, args))
-        raise DataError(explain("push", result.output, args, remote))
-    marker.unlink(missing_ok=True)
-    after = cloud_state(root, remote, outputs, args, "push")
-    counted = re.search(r"(\d+) files? pushed", result.output)
+    with repository(root, verbose=parsed.verbose > 0) as (repo, log):
+        outputs = load_outputs(repo, parsed.targets)
+        # Reachable before the push: a connection lost during it means an interrupted push.
+        cloud_state(repo, remote, outputs, args, "push")
+        if remote.folder is not None:
+            (root / remote.folder).mkdir(parents=True, exist_ok=True)
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.write_text(f"{remote}\n", encoding="utf-8")
+        try:
+            pushed = repo.push(
+                targets=parsed.targets,
+                jobs=parsed.jobs,
+                remote=parsed.remote,
+                all_branches=parsed.all_branches,
+                all_tags=parsed.all_tags,
+                all_commits=parsed.all_commits,
+                with_deps=parsed.with_deps,
+                recursive=parsed.recursive,
+                run_cache=parsed.run_cache,
+                glob=parsed.glob,
+            )
+        except KeyboardInterrupt:
+            raise DataError(interrupted(remote, "stopped with Ctrl-C", args)) from None
+        except Exception as error:  # DVC's, or what its transfer raised
+            if failure_kind([error, *log.errors()]) == "unreachable":
+                how = "the connection to the remote dropped"
+                raise DataError(interrupted(remote, how, args)) from None
+            raise DataError(explain("push", error, args, remote, log.errors())) from None
+        marker.unlink(missing_ok=True)
+        after = cloud_state(repo, remote, outputs, args, "push")
     held = [output for output in outputs if output not in after.absent()]
-    print(
-        f"Pushed {counted.group(1) if counted else 0} file(s) to the remote {remote}; "
-        f"it now holds {listing(held)}."
-    )
+    print(f"Pushed {pushed} file(s) to the remote {remote}; it now holds {listing(held)}.")
     for output in after.missing:
         print(
             f"{output.label} is recorded in {output.recorded_in} but neither in your cache "
@@ -278,38 +225,47 @@ def push(args: Sequence[str], root: Path) -> None:
     print(f"The remote {remote} now holds every output that the .dvc files and dvc.lock record.")
 
 
-def workspace_changes(root: Path, action: str, args: Sequence[str]) -> dict[str, set[str]]:
-    """`dvc data status`: paths deleted or modified in the workspace, and not in the cache."""
-    result = dvc("data", "status", "--json", root=root)
-    if result.returncode != 0:
-        raise DataError(explain(action, result.output, args))
-    changes = json_report(result).get("uncommitted", {})
-    return {
-        state: {tool_path(path) for path in changes.get(state, [])}
-        for state in ("deleted", "modified")
-    }
-
-
 def pull(args: Sequence[str], root: Path) -> None:
     """Pull all that the remote has; fail only when the data set is incomplete (or, with
     --all, when weights are missing too)."""
     want_all = "--all" in args
     dvc_args = [arg for arg in args if arg != "--all"]
-    remote = require_remote(dvc_args, root, "pull")
-    outputs = [output for output in load_outputs(root) if output.named_by(split_args(args)[1])]
-    result = dvc("pull", *dvc_args, root=root)
-    if result.returncode != 0:
-        if "Use `--force`" in result.output:
-            raise DataError(
-                "dvc pull failed: your workspace has edits that the pull would overwrite; "
-                f"`{command('pull', ['--force', *dvc_args])}` replaces them with the recorded "
-                f"versions, `{command('status')}` shows them"
+    parsed = options("pull", dvc_args)
+    remote = require_remote(parsed.remote, root, "pull")
+    with repository(root, verbose=parsed.verbose > 0) as (repo, log):
+        outputs = load_outputs(repo, parsed.targets)
+        try:
+            repo.pull(
+                targets=parsed.targets,
+                jobs=parsed.jobs,
+                remote=parsed.remote,
+                all_branches=parsed.all_branches,
+                all_tags=parsed.all_tags,
+                all_commits=parsed.all_commits,
+                with_deps=parsed.with_deps,
+                force=parsed.force,
+                recursive=parsed.recursive,
+                run_cache=parsed.run_cache,
+                glob=parsed.glob,
+                allow_missing=parsed.allow_missing,
             )
-        if not re.search(MISSING, result.output, re.IGNORECASE):
-            raise DataError(explain("pull", result.output, args, remote))
-    # A pull that succeeded checked every output out; only a partial one needs asking which.
-    deleted = workspace_changes(root, "pull", args)["deleted"] if result.returncode else set()
-    absent = [output for output in outputs if output.path in deleted]
+            failed: Exception | None = None
+        except Exception as error:  # DVC's, or what reaching the remote raised
+            failed = error
+        if failed is not None and failure_kind([failed, *log.errors()]) is not None:
+            raise DataError(explain("pull", failed, args, remote, log.errors()))
+        # A pull that succeeded checked every output out; only a failed one needs asking which.
+        states = workspace_states(repo, {o.path for o in outputs}) if failed else {}
+    edited = [output for output in outputs if states.get(output.path) == "modified"]
+    if edited and not parsed.force:
+        raise DataError(
+            "dvc pull failed: your workspace has edits that the pull would overwrite; "
+            f"`{command('pull', ['--force', *dvc_args])}` replaces them with the recorded "
+            f"versions, `{command('status')}` shows them"
+        )
+    absent = [o for o in outputs if states.get(o.path) in ("deleted", "modified")]
+    if failed is not None and not absent:
+        raise DataError(explain("pull", failed, args, remote))  # never a claim of success
     present = [output for output in outputs if output not in absent]
     where = f"the remote {remote}" + (", which does not exist yet" if remote.missing(root) else "")
     print(f"Pulled from the remote {remote}: the workspace has {listing(present)}.")
@@ -334,19 +290,19 @@ def pull(args: Sequence[str], root: Path) -> None:
 
 
 def status(args: Sequence[str], root: Path) -> None:
-    """Workspace vs records, then cache vs the remote (named, with its URL)."""
-    _, targets = split_args(args)
-    remote = require_remote(args, root, "status")
-    workspace = dvc("status", *targets, root=root)
-    if workspace.returncode != 0:
-        raise DataError(explain("status", workspace.output, args, remote))
+    """Workspace vs records (DVC's own words), then cache vs the remote (named, with its URL)."""
+    parsed = options("status", args)
+    remote = require_remote(parsed.remote, root, "status")
+    workspace = dvc("status", *parsed.targets, root=root)
     print("Workspace vs records (the .dvc files and dvc.lock):")
-    print(_indent(workspace.stdout.strip() or "no output"))
+    text = workspace.stdout if workspace.returncode == 0 else workspace.output
+    print(_indent(text.strip() or "no output"))
+    with repository(root) as (repo, _):
+        outputs = load_outputs(repo, parsed.targets)
+        cloud = cloud_state(repo, remote, outputs, args, "status")
     print(f"Cache vs remote {remote}:")
     if remote.missing(root):
         print(f"  the remote does not exist yet; `{command('push')}` creates it.")
-    outputs = [output for output in load_outputs(root) if output.named_by(targets)]
-    cloud = cloud_state(root, remote, outputs, args, "status")
     for output in cloud.new:
         print(
             f"  {output.label}: in your cache, not on the remote; `{command('push')}` uploads it."

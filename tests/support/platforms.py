@@ -1,5 +1,5 @@
 """The other systems' side of the platform rules, simulated on Linux (no Windows or macOS
-machine runs here): their skips, DVC's separator, their Popen options.
+machine runs here): their skips and their Popen options.
 
 Every platform skip in the tests is `skip_on(system, ..., reason=...)`. On Linux,
 TESTS_SKIP_AS=win32 (or darwin) applies that system's skips instead, so the tests the Windows
@@ -8,7 +8,6 @@ ever adds skips: on Windows and macOS the variable is ignored."""
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -17,11 +16,6 @@ from collections.abc import Mapping
 from typing import Any
 
 import pytest
-
-import sessions.data.dvc
-import sessions.data.session
-import sessions.data.sync
-from sessions.data.dvc import Result
 
 SKIP_AS = "TESTS_SKIP_AS"
 
@@ -41,32 +35,6 @@ def skip_on(*systems: str, reason: str) -> pytest.MarkDecorator:
 
 # Windows' Popen flag for a child in a process group of its own (absent from Linux's module).
 CREATE_NEW_PROCESS_GROUP = getattr(subprocess, "CREATE_NEW_PROCESS_GROUP", 0x200)
-
-
-def backslashed(value: Any) -> Any:
-    """DVC's JSON report as DVC on Windows prints it: every path joined with `\\`."""
-    if isinstance(value, dict):
-        return {backslashed(key): backslashed(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [backslashed(item) for item in value]
-    return value.replace("/", "\\") if isinstance(value, str) else value
-
-
-def windows_separators(monkeypatch: pytest.MonkeyPatch) -> None:
-    """DVC's output and os.sep as on Windows; DVC itself still runs for real."""
-    real = sessions.data.dvc.dvc
-
-    def dvc(*args: str, root: Any, env: Any = None) -> Result:
-        result = real(*args, root=root, env=env)
-        start = result.stdout.find("{")
-        if "--json" not in args or start < 0:
-            return result
-        report = json.dumps(backslashed(json.loads(result.stdout[start:])))
-        return Result(result.returncode, result.stdout[:start] + report, result.stderr)
-
-    for module in (sessions.data.sync, sessions.data.session):  # each calls DVC by this name
-        monkeypatch.setattr(module, "dvc", dvc)
-    monkeypatch.setattr(os, "sep", "\\")
 
 
 def own_process_group() -> dict[str, Any]:
