@@ -1,7 +1,8 @@
 """DVC push and pull against S3 (SeaweedFS on loopback) vs a raw parallel botocore client.
 
 Run with the tests' venv (it has DVC and SeaweedFS):
-    .nox/tests/bin/python benchmarks/dvc_remotes.py [--sizes 50 300] [--mib-per-file 1] [--jobs 8]
+    .nox/tests-3-11/bin/python benchmarks/dvc_remotes.py [--sizes 50 300] [--mib-per-file 1]
+        [--jobs 8]
 For each file count, in one run on one server: the same random files are PUT and then GET
 (written to disk) by botocore with JOBS threads, pushed and pulled by DVC with `--jobs JOBS`
 inside one process (`Repo.push/pull`, start-up excluded) and by the `dvc` command line (a

@@ -2,7 +2,7 @@
 
 Run with a Python that has nox, pypandoc-binary, typst and python-docx (e.g. the tests venv):
 
-    .nox/tests/bin/python benchmarks/export_summary_speed.py [--repeat 3]
+    .nox/tests-3-11/bin/python benchmarks/export_summary_speed.py [--repeat 3]
 
 It warms the session's venv once, then times: the whole session (nox start-up, venv check,
 docx + PDF), the export alone in one process, and the baseline, pandoc's plain Markdown -> HTML

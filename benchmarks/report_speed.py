@@ -2,7 +2,7 @@
 
 Run with a Python that has nox, DVC, torch and the project (e.g. the tests venv):
 
-    .nox/tests/bin/python -m benchmarks.report_speed [--repeat 3]
+    .nox/tests-3-11/bin/python -m benchmarks.report_speed [--repeat 3]
 
 In a throw-away copy of this working tree (a git repository with `main` at its one commit,
 its data generated once), on a branch, it times:

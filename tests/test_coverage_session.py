@@ -9,9 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from sessions import coverage
 from tests.conftest import without_coverage
-
-pytestmark = pytest.mark.slow
 
 
 def coverage_session(
@@ -28,6 +27,7 @@ def coverage_session(
     )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("planted", "args", "said"),
     [
@@ -76,6 +76,7 @@ def test_a_child_started_above_the_checkout() -> None:
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("child", "unreported"),
     [
@@ -117,3 +118,21 @@ def test_data_from_a_child_started_above_the_checkout_is_combined_or_named(
     else:
         assert result.returncode == 1
         assert f"No source for code: '{unreported}'" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("present", "missing"),
+    [
+        ((), ["linux", "win32", "darwin"]),
+        (("linux", "darwin"), ["win32"]),
+        (("linux", "win32", "darwin"), []),
+    ],
+)
+def test_the_data_check_names_each_missing_system(
+    tmp_path: Path, present: tuple[str, ...], missing: list[str]
+) -> None:
+    for system in present:
+        (tmp_path / f".coverage.{system}").write_bytes(b"")
+    said = coverage.missing_systems(tmp_path) or ""
+    named = [system for system in ("linux", "win32", "darwin") if f"{system} (" in said]
+    assert named == missing, said
