@@ -12,6 +12,8 @@ from sessions.project import CI_PLATFORMS
 from tests.conftest import measured_in
 
 PLATFORMS = ("linux", "win32", "darwin")
+# An ANSI escape sequence that sets a text style or colour.
+ANSI_STYLE = re.compile(r"\x1b\[[0-9;]*m")
 
 CLEAN = '''"""A clean module."""
 
@@ -61,7 +63,8 @@ def lint_project(project: Path, module: str, nox_cmd: list[str], env: dict[str, 
         [*nox_cmd, "--no-venv", "-s", "lint"],
         cwd=project, env=measured_in(project, env), capture_output=True, text=True, timeout=300,
     )  # fmt: skip
-    output = result.stdout + result.stderr
+    # Under CI=true the tools colour their findings: what is read is the text.
+    output = ANSI_STYLE.sub("", result.stdout + result.stderr)
     return output if result.returncode == 0 else f"FAILED\n{output}"
 
 
