@@ -30,25 +30,18 @@ from pathlib import Path
 from experiments import demo_vanishing_gradients as demo
 from experiments.demo_vanishing_gradients_options import ACTIVATIONS
 from gradient_lab import Tracker, synthetic_data, track
-from gradient_lab.interrupt import StopRequest
 
 
-class EpochEnd(StopRequest):
-    """Stops `demo.train` at the end of the trainer's current epoch; it resumes from there."""
+class EpochEnd:
+    """Trains a trainer one epoch at a time."""
 
     def __init__(self, trainer: demo.Trainer) -> None:
-        super().__init__()
         self.trainer = trainer
-        self.until = 0
-
-    @property
-    def requested(self) -> bool:
-        return self.trainer.step >= self.until
 
     def one_epoch(self, tracker: Tracker | None) -> float:
         """Train one more epoch; its seconds (the loop alone, as `demo.train` times it)."""
-        self.until = self.trainer.step + self.trainer.steps_per_epoch
-        return demo.train(self.trainer, tracker, self, progress=False).seconds
+        steps = range(self.trainer.step, self.trainer.step + self.trainer.steps_per_epoch)
+        return demo.train(self.trainer, tracker, steps, progress=False).seconds
 
 
 def load() -> str:
@@ -81,12 +74,18 @@ def main(argv: list[str] | None = None) -> int:
             seconds: dict[str, list[float]] = {"plain": [], "logged": []}
             began = time.perf_counter()
             with ExitStack() as stack:
-                tracker = stack.enter_context(track(
-                    demo.EXPERIMENT, asdict(cfg) | {"activation": args.activation},
-                    logged.trainer.model, device=str(device), run_dir=Path(scratch),
-                    models_dir=Path(scratch), log_every=cfg.log_every,
-                    watch_every=cfg.watch_every,
-                ))  # fmt: skip
+                tracker = stack.enter_context(
+                    track(
+                        demo.EXPERIMENT,
+                        asdict(cfg) | {"activation": args.activation},
+                        logged.trainer.model,
+                        device=str(device),
+                        run_dir=Path(scratch),
+                        models_dir=Path(scratch),
+                        log_every=cfg.log_every,
+                        watch_every=cfg.watch_every,
+                    )
+                )
                 started = time.perf_counter()
                 for epoch in range(cfg.epochs):
                     turns = [("plain", plain, None), ("logged", logged, tracker)]
@@ -108,18 +107,24 @@ def main(argv: list[str] | None = None) -> int:
         """`pick` of each epoch's seconds over the pairs, summed over the epochs."""
         return sum(pick([result[arm][epoch] for result in results]) for epoch in range(cfg.epochs))
 
-    print(f"device {device}, {args.activation}, {steps} steps x {args.repeats} pairs, "
-          f"depth {cfg.depth}, width {cfg.width}, batch {cfg.batch_size}, seed {cfg.seed}, "
-          f"log every {cfg.log_every}, histograms every {cfg.watch_every}")  # fmt: skip
+    print(
+        f"device {device}, {args.activation}, {steps} steps x {args.repeats} pairs, "
+        f"depth {cfg.depth}, width {cfg.width}, batch {cfg.batch_size}, seed {cfg.seed}, "
+        f"log every {cfg.log_every}, histograms every {cfg.watch_every}"
+    )
     print(f"untracked: {'  '.join(f'{v:.3f}' for v in plain)} ms/step")
     print(f"  tracked: {'  '.join(f'{v:.3f}' for v in logged)} ms/step")
     print(f"W&B start + finish (not in ms/step): median {statistics.median(wandb_seconds):.2f} s")
     pairs = sorted(t / u for t, u in zip(logged, plain, strict=True))
-    print(f"ratio tracked/untracked (medians): "
-          f"{statistics.median(logged) / statistics.median(plain):.3f}x")  # fmt: skip
+    print(
+        f"ratio tracked/untracked (medians): "
+        f"{statistics.median(logged) / statistics.median(plain):.3f}x"
+    )
     print(f"ratio tracked/untracked (fastest): {min(logged) / min(plain):.3f}x")
-    print(f"ratio tracked/untracked (per pair): median {statistics.median(pairs):.3f}x, "
-          f"range {pairs[0]:.3f}-{pairs[-1]:.3f}x")  # fmt: skip
+    print(
+        f"ratio tracked/untracked (per pair): median {statistics.median(pairs):.3f}x, "
+        f"range {pairs[0]:.3f}-{pairs[-1]:.3f}x"
+    )
     for name, pick in (("medians", statistics.median), ("fastest", min)):
         ratio = epoch_wise(1, pick) / epoch_wise(0, pick)
         print(f"ratio tracked/untracked (epoch-wise {name}): {ratio:.3f}x")

@@ -22,8 +22,8 @@ import os
 import shlex
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager, redirect_stdout
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import ExitStack, contextmanager, redirect_stdout
 from dataclasses import asdict, dataclass, field
 from itertools import pairwise
 from pathlib import Path
@@ -39,19 +39,13 @@ from experiments.demo_vanishing_gradients_options import (
     RESUME_COMMAND_ENV,
     Config,
     parse_options,
-)  # fmt: skip
-from gradient_lab import Tracker, TrackingError, atomic_save, distributed, synthetic_data, track
+)
+from gradient_lab import Tracker, TrackingError, checkpoints, distributed, synthetic_data, track
 from gradient_lab.gradients import LayerGradNorms
-from gradient_lab.interrupt import (
-    StopRequest,
-    exit_now,
-    exit_on_signals,
-    should_stop,
-    stop_on_signals,
-)  # fmt: skip
+from gradient_lab.interrupt import exit_now, exit_on_signals
 from gradient_lab.layout import DATA_DIR, MODELS_DIR
+from gradient_lab.sink import wandb_cli
 from gradient_lab.synthetic_data import DataSet
-from gradient_lab.tracking import wandb_cli
 
 # Xavier's gain per activation (torch.nn.init.calculate_gain).
 GAINS = {"sigmoid": 1.0, "tanh": 5 / 3, "relu": 2**0.5}
@@ -63,8 +57,10 @@ def build_model(
     """A `depth`-layer MLP; layers are named fc01..fcNN, input side first."""
 
     act: Callable[[torch.Tensor], torch.Tensor] = {
-        "sigmoid": torch.sigmoid, "tanh": torch.tanh, "relu": torch.relu,
-    }[activation]  # fmt: skip
+        "sigmoid": torch.sigmoid,
+        "tanh": torch.tanh,
+        "relu": torch.relu,
+    }[activation]
 
     class MLP(nn.Module):
         def __init__(self) -> None:
@@ -158,23 +154,9 @@ class Trainer:
     def total_steps(self) -> int:
         return self.steps_per_epoch * self.cfg.epochs
 
-    def state(self) -> dict[str, Any]:
-        return {
-            "model": distributed.state_dict(self.model),
-            "optimizer": self.optimizer.state_dict(),
-            "step": self.step,
-            "series": self.series,
-        }
 
-
-def prepare(
-    cfg: Config,
-    activation: str,
-    data: DataSet,
-    device: torch.device,
-    state: dict[str, Any] | None = None,
-) -> Trainer:
-    """Seeded model and optimiser for one activation, restored from `state` when given."""
+def prepare(cfg: Config, activation: str, data: DataSet, device: torch.device) -> Trainer:
+    """Seeded model and optimiser for one activation."""
 
     torch.manual_seed(cfg.seed)
     n = cfg.samples or len(data.labels)
@@ -189,16 +171,10 @@ def prepare(
         residual=cfg.residual,
     ).to(device)
     optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum)
-    if state is not None:
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-    trainer = Trainer(cfg, activation, for_ranks(model, device), optimizer, features,
-                      torch.from_numpy(data.labels[:n]).to(device),
-                      rank=distributed.rank(), world=distributed.world_size())  # fmt: skip
-    if state is not None:
-        trainer.step = int(state["step"])
-        trainer.series = list(state.get("series", []))
-    return trainer
+    labels = torch.from_numpy(data.labels[:n]).to(device)
+    model = for_ranks(model, device)
+    rank, world = distributed.rank(), distributed.world_size()
+    return Trainer(cfg, activation, model, optimizer, features, labels, rank=rank, world=world)
 
 
 def for_ranks(model: nn.Module, device: torch.device) -> nn.Module:
@@ -228,32 +204,40 @@ def epoch_order(seed: int, epoch: int, n: int) -> torch.Tensor:
 def train(
     trainer: Trainer,
     tracker: Tracker | None = None,
-    stop: StopRequest | None = None,
+    steps: Iterable[int] | None = None,
     progress: bool = True,
 ) -> RunResult:
-    """Train until the last epoch ends or `stop` is requested (checked between steps)."""
+    """Train over `steps` (by default to the last epoch's end; `tracker.steps(...)` ends
+    them early on a signal)."""
 
     t, cfg = trainer, trainer.cfg
     loss_fn = nn.CrossEntropyLoss()
     device = t.features.device
     began, first = time.perf_counter(), t.step
-    bar = tqdm(total=t.total_steps, initial=t.step, desc=t.activation, unit="step",
-               disable=not progress, dynamic_ncols=True, leave=False)  # fmt: skip
+    bar = tqdm(
+        total=t.total_steps,
+        initial=t.step,
+        desc=t.activation,
+        unit="step",
+        disable=not progress,
+        dynamic_ncols=True,
+        leave=False,
+    )
     with bar:
-        while t.step < t.total_steps and not (stop and should_stop(stop, t.step)):
-            epoch, offset = divmod(t.step, t.steps_per_epoch)
+        for step in range(t.step, t.total_steps) if steps is None else steps:
+            epoch, offset = divmod(step, t.steps_per_epoch)
             index = batch_index(t, epoch, offset).to(device)
             logits = t.model(t.features[index])
             loss = loss_fn(logits, t.labels[index])
             t.optimizer.zero_grad()
             loss.backward()
+            t.optimizer.step()
             if tracker is not None:
                 accuracy = (logits.argmax(1) == t.labels[index]).float().mean()
-                tracker.step(t.step, loss=loss, accuracy=accuracy, lr=cfg.lr)
-                if tracker.last_row_step == t.step:
-                    t.series.append({"step": t.step, **tracker.last_row})
-            t.optimizer.step()
-            t.step += 1
+                tracker.step(step, loss=loss, accuracy=accuracy, lr=cfg.lr)
+                if tracker.last_row_step == step:
+                    t.series.append({"step": step, **tracker.last_row})
+            t.step = step + 1
             bar.update(1)
             if offset + 1 == t.steps_per_epoch and progress:
                 bar.set_postfix(epoch=epoch + 1, loss=f"{loss.item():.3f}")
@@ -272,8 +256,9 @@ def train(
     t.optimizer.zero_grad()
     with torch.no_grad():
         accuracy = (logits.argmax(1) == t.labels).float().mean().item()
-    return RunResult(t.activation, t.step - first, seconds, final.item(), accuracy, layer_norms,
-                     series=t.series)  # fmt: skip
+    return RunResult(
+        t.activation, t.step - first, seconds, final.item(), accuracy, layer_norms, series=t.series
+    )
 
 
 def norm_figure(result: RunResult) -> Any:
@@ -315,45 +300,73 @@ def run_all(args: argparse.Namespace, argv: Sequence[str] = ()) -> int:
     """Train every activation as its own tracked run; checkpoint and stop on a signal."""
 
     ckpt = checkpoint_path(args.models_dir, args.name)
-    saved = load_checkpoint(ckpt) if args.resume else None
+    saved = checkpoints.read(ckpt) if args.resume else None
+    if saved:
+        step = saved[checkpoints.KEY]["next_step"]
+        print(f"Resuming {saved['activation']} at step {step} from {ckpt}")
     cfg = Config(**saved["config"]) if saved else config_from(args)
     device = distributed.setup(pick_device(args.device, args.threads))
     data = synthetic_data.load(args.data_dir)
     sample_image = data.path.parent / synthetic_data.SAMPLE_IMAGE
     done: list[str] = list(saved["done"]) if saved else []
     results: list[RunResult] = []
-    # From the first run's start to the end, a signal stops training at a step boundary.
-    with stop_on_signals() as stop:
-        for activation in cfg.activations:
-            if activation in done:
-                continue
-            state = saved if saved and saved["activation"] == activation else None
-            trainer = prepare(cfg, activation, data, device, state)
-            name = run_name(args.name, activation, cfg.residual)
+    between_runs = ExitStack()
+    for activation in cfg.activations:
+        if activation in done:
+            continue
+        resume = ckpt if saved and saved["activation"] == activation else None
+        trainer = prepare(cfg, activation, data, device)
+        name = run_name(args.name, activation, cfg.residual)
+        with track(
+            EXPERIMENT,
+            asdict(cfg) | {"activation": activation},
+            trainer.model,
+            device=str(device),
+            name=name,
+            group=args.name,
+            mode=args.wandb_mode,
+            run_dir=args.run_dir,
+            models_dir=args.models_dir,
+            log_every=cfg.log_every,
+            watch_every=cfg.watch_every,
+            resume=resume,
+            resume_command=resume_command(argv),
+            exit_on_stop=False,
+        ) as tracker:
+            trainer.step = tracker.restore(
+                model=trainer.model, optimizer=trainer.optimizer, series=None
+            )
+            trainer.series = list(tracker.restored.get("series", []))
+            if trainer.step == 0:
+                tracker.log_image("data/sample", sample_image, caption="training data")
+            progress = not args.no_progress and distributed.is_main()
+            steps = tracker.steps(range(trainer.step, trainer.total_steps))  # signals: a stop
             print(f"Training {name}: {trainer.total_steps} steps on {device}", flush=True)
-            with track(
-                EXPERIMENT, asdict(cfg) | {"activation": activation}, trainer.model,
-                device=str(device), name=name, group=args.name, mode=args.wandb_mode,
-                run_dir=args.run_dir, models_dir=args.models_dir, log_every=cfg.log_every,
-                watch_every=cfg.watch_every, resume_id=state["run_id"] if state else None,
-            ) as tracker:  # fmt: skip
-                if trainer.step == 0:
-                    tracker.log_image("data/sample", sample_image, caption="training data")
-                progress = not args.no_progress and distributed.is_main()
-                result = train(trainer, tracker, stop, progress=progress)
-                if result.interrupted:
-                    save_checkpoint(ckpt, cfg, done, trainer, tracker, stop=stop)
-                else:
-                    weights = finish_run(tracker, trainer, result, name)
+            result = train(trainer, tracker, steps, progress=progress)
             if result.interrupted:
-                print(stopped_line(stop, trainer, name, ckpt, tracker, argv=argv), flush=True)
-                return stop.exit_code
-            if tracker.logs:
-                print(f"W&B run ({tracker.mode}): {tracker.run_dir}")
-            print(f"Weights: {weights}")
-            done.append(activation)
-            results.append(result)
-        # Still inside: a signal now stops nothing, training is over.
+                tracker.save_checkpoint(
+                    ckpt,
+                    model=trainer.model,
+                    optimizer=trainer.optimizer,
+                    series=trainer.series,
+                    config=asdict(cfg),
+                    done=done,
+                    activation=activation,
+                )
+            else:
+                weights = finish_run(tracker, trainer, result, name)
+        if tracker.stop is not None and tracker.stop.requested:
+            return tracker.stop.exit_code
+        if tracker.logs:
+            print(f"W&B run ({tracker.mode}): {tracker.run_dir}")
+        print(f"Weights: {weights}")
+        done.append(activation)
+        results.append(result)
+        between_runs.close()
+        # Until the next run starts, a signal ends the program at once: this one is saved.
+        said = f"after the {', '.join(done)} runs were saved; the rest did not start"
+        between_runs.enter_context(exit_on_signals(said))
+    with between_runs:
         ckpt.unlink(missing_ok=True)
         print_table(results)
         if args.metrics:
@@ -370,60 +383,24 @@ def finish_run(tracker: Tracker, trainer: Trainer, result: RunResult, name: str)
     """A run that trained to its last step: the per-layer picture, the summary, the weights."""
     tracker.log_image("grad_norm_per_layer", norm_figure(result))
     tracker.summary(
-        final_loss=result.loss, final_accuracy=result.accuracy, final_first_to_last=result.ratio,
+        final_loss=result.loss,
+        final_accuracy=result.accuracy,
+        final_first_to_last=result.ratio,
         **{f"final_grad_norm/{k}": v for k, v in result.layer_norms.items()},
-    )  # fmt: skip
+    )
     return tracker.save_weights(trainer.model, name)
 
-
-# --- Stopping and resuming ------------------------------------------------------------------
-# A stop must be over within a couple of seconds (nox, Docker and CI kill soon after they
-# signal): the checkpoint first, then the run closes with the signal's exit code; the pictures
-# and final figures wait for the resumed run. Under torchrun `should_stop` makes every rank stop
-# after the same step, and rank 0 alone writes the checkpoint and speaks.
 
 SCRIPT = "demo_vanishing_gradients"
 
 
-def load_checkpoint(ckpt: Path) -> dict[str, Any]:
-    if not ckpt.is_file():
-        raise ValueError(f"Nothing to resume: there is no checkpoint at {ckpt}.")
-    saved: dict[str, Any] = torch.load(ckpt, map_location="cpu", weights_only=True)
-    print(f"Resuming {saved['activation']} at step {saved['step']} from {ckpt}")
-    return saved
-
-
-def save_checkpoint(
-    ckpt: Path, cfg: Config, done: list[str], trainer: Trainer, tracker: Tracker, *,
-    stop: StopRequest,
-) -> None:  # fmt: skip
-    """Everything `--resume` needs, written whole or not at all; the run learns why it ended."""
-    if distributed.is_main():
-        atomic_save({"config": asdict(cfg), "done": done, "activation": trainer.activation,
-                     "run_id": tracker.run_id, **trainer.state()}, ckpt)  # fmt: skip
-    tracker.summary(stopped_by=stop.reason, stopped_at_step=trainer.step, checkpoint=str(ckpt))
-    tracker.exit_code = stop.exit_code
-
-
 def resume_command(argv: Sequence[str]) -> str:
-    """The exact command that continues this run from its checkpoint."""
+    """The exact command that continues this run from its checkpoint (the stop line names it)."""
     given = os.environ.get(RESUME_COMMAND_ENV)
     if given:
         return given
     options = [arg for arg in argv if arg != "--resume"]
     return shlex.join(["python", "-m", f"experiments.{SCRIPT}", *options, "--resume"])
-
-
-def stopped_line(
-    stop: StopRequest, trainer: Trainer, name: str, ckpt: Path, tracker: Tracker, *,
-    argv: Sequence[str],
-) -> str:  # fmt: skip
-    """What a stop saved and how to go on, in one line."""
-    closed = f", W&B run closed ({tracker.mode}: {tracker.run_dir})" if tracker.logs else ""
-    return (
-        f"Stopped by {stop.reason} at step {trainer.step} of {trainer.total_steps} ({name}): "
-        f"checkpoint saved to {ckpt}{closed}. Resume: {resume_command(argv)}"
-    )
 
 
 def print_table(results: list[RunResult]) -> None:
@@ -450,8 +427,11 @@ def write_plots(results: list[RunResult], path: Path) -> None:
     (loss, accuracy, `grad_norm/<layer>`, `grad_norm/first_to_last`). DVC reads a file whose
     rows have the same keys: a value a row lacks (a layer without a gradient then) is null."""
     rows = [{"activation": r.activation, **row} for r in results for row in r.series]
-    keep = [key for key in dict.fromkeys(k for row in rows for k in row) if key in PLOTTED
-            or key.startswith("grad_norm/")]  # fmt: skip
+    keep = [
+        key
+        for key in dict.fromkeys(k for row in rows for k in row)
+        if key in PLOTTED or key.startswith("grad_norm/")
+    ]
     write_json([{key: row.get(key) for key in keep} for row in rows], path)
     print(f"Plots: {path}")
 

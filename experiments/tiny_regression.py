@@ -40,9 +40,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 loss = mse(model(x).squeeze(1), y)
                 optimizer.zero_grad()
                 loss.backward()
-                tracker.step(step, loss=loss, lr=args.lr)
                 optimizer.step()
-            weights = tracker.save_weights(model)
+                tracker.step(step, loss=loss, lr=args.lr)
+            weights = tracker.save_weights()
     except TrackingError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -53,19 +53,21 @@ def test_ddp_and_compile_wrappers_are_seen_through(process_group: None) -> None:
     assert (distributed.world_size(), distributed.backend(), distributed.rank()) == (1, "gloo", 0)
 
 
-def test_ranks_other_than_zero_get_a_tracker_that_does_nothing(
+def test_ranks_other_than_zero_open_no_run_and_name_rank_zeros_files(
     wandb_offline: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("RANK", "1")  # as torchrun sets it
     monkeypatch.setenv("WORLD_SIZE", "2")
     model = small()
     with tracking.track("job", {}, model, models_dir=tmp_path / "models") as tracker:
-        assert isinstance(tracker, tracking.IdleTracker) and not tracker.logs
+        assert not tracker.logs
         model(torch.randn(4, 3)).sum().backward()
         tracker.step(9, loss=torch.tensor(1.0), lr=[0.1])
         tracker.summary(x=1)
-        path = tracker.save_weights(model, "net")
-    assert path == tmp_path / "models" / "net.pt" and not path.parent.exists()
+        named = tracker.save_weights(model, "net")
+        default = tracker.save_weights()  # rank 0 writes models/<run name>.pt
+    assert named == tmp_path / "models" / "net.pt" and not named.parent.exists()
+    assert default == tmp_path / "models" / "job.pt"
     assert not (wandb_offline / "wandb").exists()
     with pytest.raises(tracking.TrackingError, match="Rank 1 keeps no W&B run"):
         _ = tracker.run_dir

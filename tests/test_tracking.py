@@ -10,8 +10,15 @@ import pytest
 import torch
 
 from experiments import tiny_regression
-from gradient_lab import gradients, health, provenance, tracking
-from tests.support.wandb_runs import RecordingRun, artifacts, history, inspect, run_dirs
+from gradient_lab import gradients, health, provenance, sink, tracking
+from tests.support.wandb_runs import (
+    RecordingRun,
+    artifacts,
+    history,
+    inspect,
+    run_dirs,
+    tracker_on,
+)
 
 
 @pytest.mark.parametrize(
@@ -27,17 +34,17 @@ from tests.support.wandb_runs import RecordingRun, artifacts, history, inspect, 
 def test_mode_is_offline_unless_configured(
     mode: str | None, env: dict[str, str], expected: str
 ) -> None:
-    assert tracking.resolve_mode(mode, env) == expected
+    assert sink.resolve_mode(mode, env) == expected
 
 
 def test_unknown_mode_and_unwritable_folder_are_clear_errors(tmp_path: Path) -> None:
     with pytest.raises(tracking.TrackingError, match="Unknown W&B mode 'sometimes'"):
-        tracking.resolve_mode("sometimes", {})
+        sink.resolve_mode("sometimes", {})
     blocker = tmp_path / "file"
     blocker.write_text("x", encoding="utf-8")
     with pytest.raises(tracking.TrackingError, match="pass a writable --run-dir"):
-        tracking.resolve_run_dir(blocker / "runs", {})
-    assert tracking.resolve_run_dir(None, {"WANDB_DIR": str(tmp_path / "w")}) == tmp_path / "w"
+        sink.resolve_run_dir(blocker / "runs", {})
+    assert sink.resolve_run_dir(None, {"WANDB_DIR": str(tmp_path / "w")}) == tmp_path / "w"
 
 
 def test_data_version_comes_from_the_dvc_file(tmp_path: Path) -> None:
@@ -91,14 +98,14 @@ def test_exploding_gradients_warn_once_and_alert_when_online(
 ) -> None:
     model = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Linear(2, 2))
     run = FakeOnlineRun()
-    tracker = tracking.Tracker(run, model, "online", log_every=1, models_dir=Path("unused"))
+    tracker = tracker_on(run, model, "online", log_every=1)
     for step in range(3):
         model.zero_grad()
         model[0].weight.grad = torch.full((2, 2), 1e4)
         model[1].weight.grad = torch.full((2, 2), 1e-2)
         tracker.step(step, loss=torch.tensor(1.0 + step), lr=0.1)
     assert [row["loss"] for row in run.rows] == [1.0, 2.0, 3.0]
-    assert run.summary["gradients/exploding"] is True
+    assert run.summary["gradients/exploding/first_step"] == 0
     assert len(run.alerts) == 1 and "exploding" in run.alerts[0]["title"].lower()
     assert capsys.readouterr().err.count("WARNING: exploding gradients") == 1
 
@@ -153,7 +160,13 @@ def test_histograms_match_what_wandb_watch_logs(monkeypatch: pytest.MonkeyPatch)
     model[0].bias.grad.fill_(0.25)  # type: ignore[union-attr]  # constant: one bin
     model[1].bias.grad[0] = float("inf")  # type: ignore[index]  # left out, as watch does
     model[2].bias.grad.fill_(float("nan"))  # type: ignore[union-attr]  # nothing finite: none
-    ours = gradients.LayerGradNorms(model).histograms()
+    import wandb
+
+    norms = gradients.LayerGradNorms(model)
+    ours = {
+        f"gradients/{name}": wandb.Histogram(np_histogram=histogram)
+        for name, histogram in norms.histograms(norms.present()).items()
+    }
 
     class Capture:
         def __init__(self) -> None:
@@ -163,7 +176,7 @@ def test_histograms_match_what_wandb_watch_logs(monkeypatch: pytest.MonkeyPatch)
             self.rows.update(row)
 
     capture = Capture()
-    monkeypatch.setattr(tracking.wandb, "run", capture)
+    monkeypatch.setattr(sink.wandb, "run", capture)
     history = TorchHistory()
     for name, parameter in model.named_parameters():
         history.log_tensor_stats(parameter.grad, f"gradients/{name}")
@@ -178,7 +191,7 @@ def test_histograms_match_what_wandb_watch_logs(monkeypatch: pytest.MonkeyPatch)
 def test_histograms_come_with_the_row_of_each_watch_interval() -> None:
     model = torch.nn.Sequential(torch.nn.Linear(3, 3), torch.nn.Linear(3, 1))
     run = RecordingRun()
-    tracker = tracking.Tracker(run, model, "offline", 2, Path("unused"), watch_every=5)
+    tracker = tracker_on(run, model, log_every=2, watch_every=5)
     for step in range(12):
         model.zero_grad()
         model(torch.ones(2, 3)).sum().backward()
@@ -191,7 +204,7 @@ def test_histograms_come_with_the_row_of_each_watch_interval() -> None:
 
 def test_background_calls_run_in_order_and_report_a_failure() -> None:
     done: list[int] = []
-    calls = tracking.BackgroundCalls()
+    calls = sink.BackgroundCalls()
     for n in range(50):
         calls.put(lambda n=n: done.append(n))
     calls.close()
@@ -200,7 +213,7 @@ def test_background_calls_run_in_order_and_report_a_failure() -> None:
     def refuse() -> None:
         raise ValueError("service gone")
 
-    calls = tracking.BackgroundCalls()
+    calls = sink.BackgroundCalls()
     calls.put(refuse)
     calls.put(lambda: done.append(-1))  # dropped after the failure
     with pytest.raises(tracking.TrackingError, match="A W&B call failed: service gone"):
@@ -227,7 +240,7 @@ def test_a_layer_frozen_mid_run_drops_out_without_an_alarm_and_comes_back_when_u
 ) -> None:
     model = three_layers()
     run = FakeOnlineRun()
-    tracker = tracking.Tracker(run, model, "online", log_every=2, models_dir=Path("unused"))
+    tracker = tracker_on(run, model, "online", log_every=2)
     train_steps(model, tracker, range(4))
     model[0].requires_grad_(False)  # frozen: no gradient from here on
     train_steps(model, tracker, range(4, 8))
@@ -238,30 +251,35 @@ def test_a_layer_frozen_mid_run_drops_out_without_an_alarm_and_comes_back_when_u
     everything = ["grad_norm/0", "grad_norm/1", "grad_norm/2"]
     assert series == [everything, everything, everything[1:], everything[1:], everything]
     assert all(row[k] > 0 for row in run.rows for k in row if k.startswith("grad_norm/"))
-    assert not run.alerts and not tracker.flags and "WARNING" not in capsys.readouterr().err
+    assert (
+        not run.alerts
+        and not tracker.verdicts[""].seen
+        and "WARNING" not in capsys.readouterr().err
+    )
 
 
 def test_a_layer_frozen_from_the_start_starts_its_series_when_unfrozen() -> None:
     model = three_layers()
     model[1].requires_grad_(False)
     run = RecordingRun()
-    tracker = tracking.Tracker(run, model, "offline", log_every=1, models_dir=Path("unused"))
+    tracker = tracker_on(run, model, log_every=1)
     train_steps(model, tracker, range(2))
     model[1].requires_grad_(True)
     train_steps(model, tracker, range(2, 4))
     assert ["grad_norm/1" in row for _, row in run.logged] == [False, False, True, True]
     histograms = [any(k.startswith("gradients/1.") for k in row) for _, row in run.logged]
     assert histograms == [False] * 4  # watch_every 100: none yet, and none for a frozen layer
-    assert tracker.norms.histograms().keys() >= {"gradients/1.weight", "gradients/1.bias"}
+    norms = tracker.monitor.models[""]
+    assert norms.histograms(norms.present()).keys() >= {"1.weight", "1.bias"}
 
 
 def test_a_step_without_any_gradient_logs_scalars_and_no_norms() -> None:
     model = three_layers()
     run = RecordingRun()
-    tracker = tracking.Tracker(run, model, "offline", log_every=1, models_dir=Path("unused"))
+    tracker = tracker_on(run, model, log_every=1)
     tracker.step(0, loss=torch.tensor(2.0))
     ((_, row),) = run.logged
-    assert row == {"loss": 2.0} and tracker.last_ratio is None
+    assert row == {"loss": 2.0} and tracker.verdicts[""].ratio is None
 
 
 def test_metric_values_of_every_common_type() -> None:
@@ -269,7 +287,7 @@ def test_metric_values_of_every_common_type() -> None:
 
     model = three_layers()
     run = RecordingRun()
-    tracker = tracking.Tracker(run, model, "offline", log_every=2, models_dir=Path("unused"))
+    tracker = tracker_on(run, model, log_every=2)
     scheduler_lrs = [0.1, 0.01]  # what scheduler.get_last_lr() returns for two param groups
     for step, loss in enumerate([torch.tensor(1.0), torch.tensor([3.0])]):
         tracker.step(step, loss=loss, lr=scheduler_lrs, epoch=step, acc=numpy.float32(0.5),
@@ -292,7 +310,7 @@ def test_metric_values_of_every_common_type() -> None:
     ],
 )
 def test_other_metric_values_are_one_clear_type_error(value: object, described: str) -> None:
-    tracker = tracking.Tracker(RecordingRun(), three_layers(), "offline", 1, Path("unused"))
+    tracker = tracker_on(RecordingRun(), three_layers(), log_every=1)
     with pytest.raises(TypeError, match=r"^Metric '\w+(/group1|/a)?' must be a number, .*") as info:
         tracker.step(0, loss=value)
     assert str(info.value).endswith(f"{described}.") and "\n" not in str(info.value)
@@ -356,7 +374,7 @@ def test_weights_are_saved_under_the_models_own_names_and_staged_in_the_run_fold
     model = torch.compile(three_layers())  # a wrapper: names gain `_orig_mod.`; not run here
     assert next(iter(dict(model.named_parameters()))).startswith("_orig_mod.")
     with tracking.track("named", {}, model, models_dir=tmp_path / "models") as tracker:
-        assert tracker.norms.names == ["0", "1", "2"]
+        assert tracker.monitor.models[""].names == ["0", "1", "2"]
         path = tracker.save_weights(model, "net")
     state = torch.load(path, weights_only=True)
     three_layers().load_state_dict(state)  # strict: exactly the unwrapped model's keys
@@ -379,7 +397,7 @@ def test_temporary_names_differ_per_call_and_process() -> None:
 
 
 def test_the_wandb_command_hint_names_the_cli_beside_this_python() -> None:
-    hint = Path(tracking.wandb_cli())
+    hint = Path(sink.wandb_cli())
     assert hint.name.startswith("wandb") and (hint.is_file() or hint.resolve().is_file())
 
 

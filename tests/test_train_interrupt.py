@@ -132,17 +132,17 @@ def stopped(
     checkpoint = project / "models" / f"{name}.ckpt"
     assert f"checkpoint saved to {Path('models') / f'{name}.ckpt'}" in line
     state = torch.load(checkpoint, weights_only=True)
-    assert 0 < state["step"] < TOTAL_STEPS
+    assert 0 < state["gradient_lab"]["next_step"] < TOTAL_STEPS
     run = inspect(run_dir)
     assert f"W&B run closed (offline: {run_dir})" in line
     # Closed with the signal's exit code; its last word says where training stopped.
     assert (run["exit_code"], run["state"]) == (128 + signum, "failed")
     assert run["summary"]["stopped_by"] == said
-    assert run["summary"]["stopped_at_step"] == state["step"]
+    assert run["summary"]["stopped_at_step"] == state["gradient_lab"]["next_step"]
     assert not list((project / "models").glob(f".{name}*"))  # no partial file
     resume = resume_command(line)
     assert resume[resume.index("--") + 1 :] == [*TRAIN, "--name", name, "--resume"]
-    return resume, int(state["step"])
+    return resume, int(state["gradient_lab"]["next_step"])
 
 
 @signals_a_group
@@ -365,7 +365,9 @@ def test_ctrl_c_stops_every_rank_of_a_two_process_job_after_one_step(
     assert code == 130, output
     (line,) = [line for line in output.splitlines() if line.startswith("Stopped by")]
     assert "Resume: nox --no-venv -s train-tracked -- --nproc 2 " in line
-    step = torch.load(project / "models" / "two-ranks.ckpt", weights_only=True)["step"]
+    step = torch.load(project / "models" / "two-ranks.ckpt", weights_only=True)["gradient_lab"][
+        "next_step"
+    ]
     assert step > 0 and step % AGREE_EVERY == 0
     (run_dir,) = run_dirs(runs)
     assert (inspect(run_dir)["exit_code"], inspect(run_dir)["summary"]["stopped_at_step"]) == (

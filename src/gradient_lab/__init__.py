@@ -1,11 +1,13 @@
 """gradient_lab: track any PyTorch training loop with W&B.
 
-from gradient_lab import track
+    from gradient_lab import track
 
-with track("my-experiment", config, model) as tracker:
-    ...
-    tracker.step(step, loss=loss, lr=lr)  # after backward, before zero_grad, per optimizer step
-    tracker.save_weights(model)
+    with track("my-experiment", config, model) as tracker:   # or {"netG": netG, "netD": netD}
+        for step in tracker.steps(range(total)):
+            ...
+            optimizer.step()
+            tracker.step(step, loss=loss, lr=lr)  # once per step, after the optimizer's
+        tracker.save_weights()
 
 Runs go to ./wandb/, weights to ./models/; provenance comes from the script's git repository.
 Under torchrun (`gradient_lab.distributed`), rank 0 logs the job's one run.
@@ -18,18 +20,15 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from gradient_lab.errors import TrackingError
-    from gradient_lab.files import atomic_save
-    from gradient_lab.tracking import IdleTracker, Tracker, track
+    from gradient_lab.tracking import Tracker, track
 
-__all__ = ["IdleTracker", "Tracker", "TrackingError", "atomic_save", "track"]
+__all__ = ["Tracker", "TrackingError", "track"]
 
 # Loaded on first use, so light modules (interrupt, layout) import without torch and wandb:
 # an entry point handles Ctrl-C before those heavy imports start.
 _HOMES = {
-    "IdleTracker": "gradient_lab.tracking",
     "Tracker": "gradient_lab.tracking",
     "TrackingError": "gradient_lab.errors",
-    "atomic_save": "gradient_lab.files",
     "track": "gradient_lab.tracking",
 }
 

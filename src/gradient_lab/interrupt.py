@@ -86,6 +86,20 @@ def exit_now(code: int) -> NoReturn:
     os._exit(code)
 
 
+def end_as(signum: int) -> NoReturn:
+    """End as the signal itself would have ended the program, its work saved and its run closed:
+    Ctrl-C as an interruption (KeyboardInterrupt: a script exits 130, a notebook shows an
+    interrupted cell), SIGTERM by its default action (exit status 143)."""
+    if signum == signal.SIGINT:
+        raise KeyboardInterrupt
+    for stream in (sys.stdout, sys.stderr):
+        with suppress(OSError, ValueError):
+            stream.flush()
+    signal.signal(signum, signal.SIG_DFL)
+    signal.raise_signal(signum)
+    exit_now(128 + signum)  # where the default action does not end the process
+
+
 def handled_signals() -> list[signal.Signals]:
     return [signal.SIGINT] + ([signal.SIGTERM] if hasattr(signal, "SIGTERM") else [])
 

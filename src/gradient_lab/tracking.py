@@ -1,277 +1,178 @@
-"""The W&B logging layer: wrap a training loop in `track(...)` and call `tracker.step(...)`.
+"""The front door: wrap a training loop in `track(...)` and tick `tracker.step(...)` once per step.
 
-    with track("my-experiment", config, model, device=device) as tracker:
-        for step, (x, y) in enumerate(batches):
+    with track("my-experiment", config, model) as tracker:
+        start = tracker.restore(model=model, optimizer=optimizer)
+        for step in tracker.steps(range(start, total)):
             loss = loss_fn(model(x), y)
             loss.backward()
-            tracker.step(step, loss=loss, lr=lr)   # after backward, before zero_grad
             optimizer.step()
             optimizer.zero_grad()
-        tracker.save_weights(model)
+            tracker.step(step, loss=loss, lr=lr)   # once per step, after the optimizer's
+        tracker.save_checkpoint("models/my.ckpt", model=model, optimizer=optimizer)
+        tracker.save_weights()
 
 What it records: the config plus provenance (git commit and dirty flag, data version, device,
-library versions); loss and other scalars averaged over each logging interval; the gradient
-norm of every layer (`grad_norm/<layer>`); gradient histograms of every parameter under the
-keys and bins `wandb.watch` uses (`gradients/<parameter>`, 64 bins over min..max); images; the
-weights, saved under models/ and logged as an artifact; and a vanishing/exploding-gradient check.
+library versions); loss and other scalars averaged over each logging interval; per layer, the
+gradient norm each optimizer applied (`grad_norm/<layer>`), the update ratio and non-finite
+counts; gradient histograms (`gradients/<parameter>`, as `wandb.watch` draws them) every
+`watch_every` steps; images; the weights, under models/ and as an artifact; and a verdict on
+gradient health. Several models (`{"netG": netG, "netD": netD}`) put the model's name before
+each layer's: `grad_norm/netD/main.2`.
 
-Cost: nothing leaves the device between logging steps. Every `log_every` steps all per-layer
-norms are computed with one `torch._foreach_norm`, reach the host in one transfer and go to W&B
-as one row, which a background thread hands to `run.log` (each call waits for a round trip to
-W&B's service); every `watch_every` steps that same row carries the histograms. (They are drawn
-here rather than by `wandb.watch`: its hooks run in every backward pass and send one message
-per parameter, which cost the demo more than all the rest together.)
-
-Mode: `WANDB_MODE` when set, online when `WANDB_API_KEY` is set, else offline (no account
-needed). Tests that do not test tracking pass `mode="disabled"`. How online failures are
-reported: `wandb_start`.
-
-Distributed (torchrun): one run per job. Rank 0 logs and saves; `track()` gives every other
-rank an `IdleTracker`, whose calls do nothing. World size and backend go into the config.
+Behind it: the gradient monitor (`gradients`, torch only: measures at each optimizer's step),
+the interval accumulator (`intervals`, every rank), the health verdict (`health`), the W&B
+sink (`sink`, rank 0 only), checkpoints (`checkpoints`) and stops (`interrupt`).
+Cost: nothing leaves the device between logging steps; a logging step's numbers reach the
+host in one transfer and W&B on a background thread.
 """
 
 from __future__ import annotations
 
-import io
 import math
-import os
-import queue
-import re
-import shlex
-import shutil
 import signal
 import sys
-import tempfile
-import threading
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager, suppress
-from functools import partial
 from pathlib import Path
-from typing import Any, Literal, cast
+from typing import Any
 
 import torch
-import wandb
-from PIL import Image
 from torch import nn
-from tqdm import tqdm
 
-from gradient_lab import distributed
+from gradient_lab import checkpoints, distributed
 from gradient_lab.errors import TrackingError
-from gradient_lab.files import atomic_save, link_or_copy
-from gradient_lab.gradients import LayerGradNorms, LayerNorms
-from gradient_lab.health import gradient_health
-from gradient_lab.interrupt import StopRequest, describe, should_stop, stop_on_signals
-from gradient_lab.layout import DEFAULT_RUN_DIR, MODELS_DIR
+from gradient_lab.files import atomic_save
+from gradient_lab.gradients import GradientMonitor, Measured
+from gradient_lab.health import Verdict
+from gradient_lab.interrupt import StopRequest, describe, end_as, should_stop, stop_on_signals
+from gradient_lab.intervals import Interval, check_replicas
+from gradient_lab.layout import MODELS_DIR
 from gradient_lab.provenance import provenance
+from gradient_lab.sink import Sink, resolve_mode, resolve_run_dir, warn
 from gradient_lab.values import config_dict, scalars
-from gradient_lab.wandb_start import start_run
 
-PROJECT = "gradient-lab"
-MODES = ("online", "offline", "disabled")
 DEFAULT_LOG_EVERY = 10
 # Histograms cost far more than norms: every 100 steps keeps them near free.
 DEFAULT_WATCH_EVERY = 100
 
 
-def resolve_mode(mode: str | None = None, environ: Mapping[str, str] = os.environ) -> str:
-    """The W&B mode: the argument, else WANDB_MODE, else online with an API key, else offline."""
-    chosen = mode or environ.get("WANDB_MODE") or ("online" if environ.get("WANDB_API_KEY") else "")
-    chosen = {"dryrun": "offline", "run": "online"}.get(chosen, chosen) or "offline"
-    if chosen not in MODES:
-        raise TrackingError(f"Unknown W&B mode {chosen!r}: use one of {', '.join(MODES)}.")
-    return chosen
-
-
-def resolve_run_dir(run_dir: Path | None = None, environ: Mapping[str, str] = os.environ) -> Path:
-    """The folder W&B writes runs under (`<dir>/wandb/`), created and checked writable."""
-    chosen = run_dir or Path(environ.get("WANDB_DIR") or DEFAULT_RUN_DIR)
-    try:
-        chosen.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=chosen):
-            pass
-    except OSError as error:
-        raise TrackingError(
-            f"The run folder {chosen} is not writable ({error.strerror}): "
-            "pass a writable --run-dir or set WANDB_DIR."
-        ) from error
-    return chosen
-
-
-def _warn(message: str) -> None:
-    # tqdm.write keeps a running progress bar intact.
-    tqdm.write(f"WARNING: {message}", file=sys.stderr)
-
-
-class BackgroundCalls:
-    """Makes a run's W&B calls on one background thread, in the order they were queued.
-
-    Each W&B call waits for a round trip to W&B's service: over a millisecond on a busy
-    machine, tens for a process's first row. Queued, none of it waits in the training loop.
-    After a call fails the rest are dropped; `close()` waits for the queue and raises that failure.
-    """
-
-    def __init__(self) -> None:
-        self._calls: queue.SimpleQueue[Callable[[], object] | None] = queue.SimpleQueue()
-        self._error: Exception | None = None
-        self._thread = threading.Thread(target=self._work, name="wandb-calls", daemon=True)
-        self._thread.start()
-
-    def put(self, call: Callable[[], object]) -> None:
-        self._calls.put(call)
-
-    def close(self) -> None:
-        self._calls.put(None)
-        self._thread.join()
-        error, self._error = self._error, None
-        if error is not None:
-            raise TrackingError(f"A W&B call failed: {error}") from error
-
-    def _work(self) -> None:
-        while (call := self._calls.get()) is not None:
-            if self._error is None:
-                try:
-                    call()
-                except Exception as error:  # raised in the training thread by close()
-                    self._error = error
-
-
-def offline_run_folders(wandb_dir: Path, run_id: str) -> list[Path]:
-    """The folders under `wandb_dir` that hold the offline run `run_id` (each its own
-    `run-<id>.wandb`), oldest first. W&B names them `offline-run-<time>-<id>`, and adds `-1`,
-    `-2`, ... when a resumed run starts in the same second as the folder before it."""
-
-    def order(folder: Path) -> tuple[str, int]:
-        stem, _, number = folder.name.rpartition("-")
-        again = number.isdigit() and stem.endswith(run_id)  # `<id>-1`: after `<id>`
-        return (stem, int(number)) if again else (folder.name, 0)
-
-    runs = wandb_dir.glob(f"offline-run-*/run-{run_id}.wandb")
-    return sorted((run.parent for run in runs), key=order)
-
-
 class Tracker:
-    """One tracked run. Made by `track()`; its methods are all a training loop needs."""
+    """One tracked run. Made by `track()`; its methods are all a training loop needs.
 
-    logs = True  # False in an IdleTracker (the ranks of a distributed job other than 0)
+    On every rank it measures and averages (the collectives of a distributed job); only rank
+    0 has a `sink`, the W&B run, and writes files (`logs` says which).
+    """
 
     def __init__(
         self,
-        run: Any,
-        model: nn.Module,
-        mode: str,
-        log_every: int,
-        models_dir: Path,
+        models: Mapping[str, nn.Module],
+        sink: Sink | None,
         *,
+        name: str,
+        models_dir: Path = MODELS_DIR,
+        log_every: int = DEFAULT_LOG_EVERY,
         watch_every: int = DEFAULT_WATCH_EVERY,
-        background: bool = False,
         resume: Path | None = None,
+        resume_command: str | None = None,
     ) -> None:
-        """`background`: make W&B calls on a `BackgroundCalls` thread; `close()` ends it.
-        `resume`: the checkpoint (`save_checkpoint`) this run continues from."""
-        self.run = run
-        self.mode = mode
+        self.models = dict(models)  # "" names the one model of `track(..., model)`
+        self.sink = sink
+        self.logs = sink is not None
+        self.mode = sink.mode if sink else "disabled"
+        self.name = name
+        self.models_dir = models_dir
         self.log_every = log_every
         self.watch_every = watch_every
-        self.models_dir = models_dir
-        self.norms = LayerGradNorms(model)
         self.resume = resume
-        # Under DDP with more than one process: scalars are averaged over the ranks and a
-        # layer whose gradient differs between ranks (one DDP does not synchronise) stops
-        # the run. One all_gather per logging step carries both.
-        self._ranks = distributed.world_size() if distributed.initialized() else 1
-        self._replicated = self._ranks > 1 and distributed.is_ddp(model)
-        self._background = BackgroundCalls() if background else None
-        self._values: dict[str, list[torch.Tensor]] = {}
-        self._numbers: dict[str, float] = {}
-        self._count = 0
-        self._last_step: int | None = None
-        self._logged_step = -1  # W&B keeps a run's steps increasing
-        self._dropped_warned = False
-        self._snapshot: tuple[list[int], list[torch.Tensor]] | None = None
-        self._updates: LayerNorms | None = None
+        self.resume_command = resume_command
+        self.monitor = GradientMonitor(self.models)
+        self.interval = Interval()
+        ddp = any(distributed.is_ddp(model) for model in self.models.values())
+        self._replicated = self.interval.ranks > 1 and ddp
+        self.verdicts = {key: Verdict() for key in self.models}
         self.last_norms: dict[str, float] = {}
-        self.last_ratio: float | None = None
         # The numbers of the last row `step()` logged (scalars, norms, ratios; no histograms)
         # and its step: what a script keeps of each logging step for its own files.
         self.last_row: dict[str, float] = {}
         self.last_row_step: int | None = None
-        self.flags: set[str] = set()
-        self.nonfinite_at: str | None = None  # "step S, layer L": the first non-finite gradient
-        # A loop that stops itself (a signal) sets this; None means "as the block ended".
-        self.exit_code: int | None = None
+        self.restored: dict[str, Any] = {}  # what `restore` loaded, plain values too
+        self.checkpoint: Path | None = None  # the last one `save_checkpoint` wrote
         self.stop: StopRequest | None = None  # set by `steps()`
+        self.stopped_at: int | None = None
         self._stop_handling = ExitStack()
+
+    # --- The run's folders (rank 0) ------------------------------------------------------
+
+    def _run(self) -> Sink:
+        if self.sink is None:
+            raise TrackingError(
+                f"Rank {distributed.rank()} keeps no W&B run: rank 0 logs the job's run."
+            )
+        return self.sink
 
     @property
     def run_dir(self) -> Path:
         """The run's folder (`.../wandb/offline-run-...`); what `wandb sync` takes."""
-        return Path(self.run.dir).parent
+        return self._run().run_dir
 
     @property
     def run_id(self) -> str:
-        return str(self.run.id)
+        return self._run().run_id
 
     @property
     def run_dirs(self) -> list[Path]:
-        """Every folder holding this run's records, oldest first: an offline run resumed
-        after a stop writes one more folder each time, and `wandb sync` needs them all."""
-        if self.mode != "offline":
-            return [self.run_dir]
-        return offline_run_folders(self.run_dir.parent, self.run_id) or [self.run_dir]
+        """Every folder of this run, oldest first (a resumed offline run adds one)."""
+        return self._run().run_dirs
 
     def sync_command(self) -> str:
         """The command that uploads this offline run (all of its folders)."""
-        return shlex.join([wandb_cli(), "sync", *(str(d) for d in self.run_dirs)])
+        return self._run().sync_command()
 
     # --- The training loop ---------------------------------------------------------------
 
     def steps(self, steps: Iterable[int]) -> Iterator[int]:
         """The loop's steps, ending early and cleanly on Ctrl-C or SIGTERM.
 
-        From the first step to the end of the `track` block the first signal only asks the
-        loop to stop; the loop ends after the step under way (under torchrun every rank after
+        From this call to the end of the `track` block the first signal only asks the loop to
+        stop; the loop ends after the step under way (under torchrun every rank after
         the same step), and the block's remaining lines run (save a checkpoint there). Then
         the run closes with `stopped_by` in its summary and exit code 128 + the signal's
-        number, and `track` ends the process with that code. A second Ctrl-C aborts at once.
+        number, and the block ends as the signal would have ended the program (see `track`).
+        A second Ctrl-C aborts at once.
         """
-        if self.stop is None:
+        if self.stop is None:  # from this call on, not from the first step
             self.stop = self._stop_handling.enter_context(stop_on_signals())
+        return self._until_stopped(self.stop, steps)
+
+    def _until_stopped(self, stop: StopRequest, steps: Iterable[int]) -> Iterator[int]:
         for step in steps:
-            if should_stop(self.stop, step):
-                self.summary(stopped_by=self.stop.reason, stopped_at_step=step)
+            if should_stop(stop, step):
+                self.stopped_at = step
+                self.summary(stopped_by=stop.reason, stopped_at_step=step)
                 return
             yield step
 
     def step(self, step: int, **metrics: Any) -> None:
-        """Record one optimisation step; call after backward() while the gradients exist
-        (with gradient accumulation: once per optimizer step; with a GradScaler: after
-        `scaler.unscale_(optimizer)`; with clipping: after `clip_grad_norm_`, so the norms are
-        the ones the optimizer applies).
+        """The clock: call once per training step, after its optimizer steps.
 
-        Values: numbers, one-element tensors (averaged over the logging interval on their
-        device; under DDP, over the ranks too), numpy scalars, sequences of them (logged as
-        `key/group0`, ...) or dicts of them (`key/<name>`). Plain numbers (a learning rate)
-        are logged as they are at the logging step.
+        Gradients are measured when each optimizer steps (as it applies them) or, for a model
+        updated by hand, here. Values: numbers, one-element tensors (averaged over the logging
+        interval on their device; under DDP over the ranks too), numpy scalars, sequences of
+        them (`key/group0`, ...) or dicts of them (`key/<name>`). Plain numbers (a learning
+        rate) are logged as they are at the logging step.
         """
-        if self._snapshot is not None:  # the optimizer has stepped since the watch step
-            self._updates = self.norms.update_ratios(self._snapshot)
-            self._snapshot = None
-        for key, value in metrics.items():
-            if isinstance(value, torch.Tensor) and value.dim() == 0:  # the common case first
-                # Kept, not added up: a list append costs less than a kernel call per step.
-                self._values.setdefault(key, []).append(value.detach())
-            elif isinstance(value, float | int):
-                self._numbers[key] = float(value)
-            else:
-                for name, scalar in scalars(key, value).items():
-                    if isinstance(scalar, torch.Tensor):
-                        self._values.setdefault(name, []).append(scalar)
-                    else:
-                        self._numbers[name] = scalar
-        self._count += 1
-        self._last_step = step
+        self.monitor.tick()
+        self.interval.add(step, metrics)
         if (step + 1) % self.log_every == 0:
             self._log(step)
+        else:
+            self.monitor.take_nothing()
+        # What the next step measures: only a step that will be logged.
+        upcoming = step + 2  # the next step's number + 1
+        crossed = upcoming // self.watch_every > (upcoming - self.interval.count - 1) // (
+            self.watch_every
+        )
+        self.monitor.plan(measure=upcoming % self.log_every == 0, watch=crossed)
 
     def log(self, step: int, **metrics: Any) -> None:
         """Record these values at exactly this step (evaluation, epoch summaries), at any
@@ -279,6 +180,9 @@ class Tracker:
         the calling rank's values are logged as given (no collective: call it on rank 0 alone
         if only rank 0 evaluates). Steps must not go back: W&B drops rows logged out of order.
         """
+        last = self.interval.last_step
+        if self.interval.ranks == 1 and self.interval.count and last is not None and last < step:
+            self.flush()  # the training steps before this one keep their interval
         row: dict[str, Any] = {}
         tensors: dict[str, torch.Tensor] = {}
         for key, value in metrics.items():
@@ -287,144 +191,83 @@ class Tracker:
                     tensors[name] = scalar
                 else:
                     row[name] = scalar
-        if tensors:  # one transfer per device
-            by_device: dict[torch.device, list[str]] = {}
-            for name, tensor in tensors.items():
-                by_device.setdefault(tensor.device, []).append(name)
-            for names in by_device.values():
-                values = torch.stack([tensors[n].float() for n in names]).tolist()
-                row |= dict(zip(names, values, strict=True))
-        self._emit(row, step)
-
-    def _emit(self, row: dict[str, Any], step: int) -> None:
-        if step < self._logged_step:
-            if not self._dropped_warned:
-                self._dropped_warned = True
-                _warn(
-                    f"Values for step {step} came after step {self._logged_step} was logged "
-                    f"and were dropped ({', '.join(sorted(row))}): W&B keeps steps increasing, "
-                    "so log each step's values before a later step's."
-                )
-            return
-        self._logged_step = step
-        self._call(self.run.log, row, step=step)
-
-    def _log(self, step: int, *, measure: bool = True) -> None:
-        """One row: the interval's scalars and, when `measure`, the gradients as they are now."""
-        layers = self.norms.compute() if measure else self.norms.nothing()
-        keys = list(self._values)
-        scalars_, layer_norms, spreads, ratios = self._transfer(layers)
-        row: dict[str, Any] = dict(zip(keys, scalars_, strict=True))
-        row |= self._numbers
-        if self._replicated:
-            self._check_replicas(step, layers.names, layer_norms, spreads)
-        if self._updates is not None:
-            names = self._updates.names
-            row |= {f"update_ratio/{k}": v for k, v in zip(names, ratios, strict=True)}
-            self._updates = None
-        # Only layers that have a gradient now: a frozen or unused layer is left out, not 0.
-        self.last_norms = dict(zip(layers.names, layer_norms, strict=True))
-        row |= {f"grad_norm/{name}": norm for name, norm in self.last_norms.items()}
-        nonfinite: dict[str, int] = {}
-        if not all(map(math.isfinite, layer_norms)):  # rare: a second transfer, to count
-            nonfinite = self.norms.nonfinite()
-            row |= {f"nonfinite/{name}": count for name, count in nonfinite.items()}
-        if layer_norms:
-            row["nonfinite/total"] = sum(nonfinite.values())
-        ratio = None
-        if layers.ends and not nonfinite:
-            first, last = (layer_norms[i] for i in layers.ends)
-            ratio = first / last if last > 0 else float("inf")
-            row["grad_norm/first_to_last"] = ratio
-        self.last_row = {k: float(v) for k, v in row.items() if isinstance(v, int | float)}
-        self.last_row_step = step
-        # When this logging interval crossed a multiple of watch_every, so any log_every works.
-        crossed = (step + 1) // self.watch_every > (step + 1 - self._count) // self.watch_every
-        if measure and crossed:
-            if self.logs:
-                row |= self.norms.histograms()
-            self._snapshot = self.norms.snapshot()
-        if self.logs:
-            self._emit(row, step)
-        self._values.clear()
-        self._numbers = {}
-        self._count = 0
-        if nonfinite:
-            self._nonfinite(step, nonfinite, layers.names)
-        elif ratio is not None and layers.ends:
-            first_name, last_name = (layers.names[i] for i in layers.ends)
-            self._check(step, ratio, first_name, last_name)
-
-    def _transfer(
-        self, layers: LayerNorms
-    ) -> tuple[list[float], list[float], list[float], list[float]]:
-        """The interval's scalar means (over the ranks, too), the layer norms, how far each
-        layer's norm differs between DDP's ranks, and the pending update ratios: on the host,
-        in the one device-to-host transfer of the interval."""
-        means = [torch.stack(values).float().mean() for values in self._values.values()]
-        device = layers.norms.device
-        local = torch.cat([*([torch.stack(means).to(device)] if means else []), layers.norms])
-        parts = [local]
-        if self._ranks > 1:
-            gathered = distributed.gather_rows(local)
-            parts = [gathered.mean(0)]
-            if self._replicated:
-                norms = gathered[:, len(means) :]
-                parts.append(norms.amax(0) - norms.amin(0))
-        if self._updates is not None:
-            parts.append(self._updates.norms.to(device))
-        values: list[float] = torch.cat(parts).tolist()
-        n, m = len(means), len(layers.names)
-        spreads = values[n + m : n + 2 * m] if self._replicated else []
-        return values[:n], values[n : n + m], spreads, values[n + m + len(spreads) :]
-
-    def _check_replicas(
-        self, step: int, names: list[str], norms: list[float], spreads: list[float]
-    ) -> None:
-        """Stop when a layer's gradient differs between ranks: DDP did not synchronise it."""
-        apart = [name for name, norm, spread in zip(names, norms, spreads, strict=True)
-                 if spread > REPLICA_TOLERANCE * max(abs(norm), 1e-12)]  # fmt: skip
-        if apart:
-            raise TrackingError(
-                f"Layer {', '.join(apart)} has a different gradient on each rank at step {step}: "
-                "DistributedDataParallel does not synchronise it (it did not require a "
-                "gradient when the model was wrapped), so the ranks' weights drift apart; wrap "
-                "the model with every layer trainable and freeze after wrapping "
-                "(DistributedDataParallel(model, find_unused_parameters=True)), or keep the "
-                "layer trainable and hold it still with a learning rate of 0."
-            )
-
-    def _call(self, method: Callable[..., object], *args: Any, **kwargs: Any) -> None:
-        """A W&B call: queued when the tracker has a background thread, else made now."""
-        if self._background:
-            self._background.put(partial(method, *args, **kwargs))
-        else:
-            method(*args, **kwargs)
+        by_device: dict[torch.device, list[str]] = {}
+        for name, tensor in tensors.items():
+            by_device.setdefault(tensor.device, []).append(name)
+        for names in by_device.values():  # one transfer per device
+            values = torch.stack([tensors[n].float() for n in names]).tolist()
+            row |= dict(zip(names, values, strict=True))
+        if self.sink:
+            self.sink.log(row, step)
 
     def flush(self) -> None:
         """Log the last, partial logging interval (what `track` does when the block ends):
-        nothing `step()` was given is dropped."""
-        if self._snapshot is not None and self._last_step is not None:
-            self._updates = self.norms.update_ratios(self._snapshot)
-            self._snapshot = None
-        # Scalars and update ratios only: by now the gradients may be zeroed or gone.
-        if self._last_step is not None and (self._count or self._updates is not None):
-            self._count = max(self._count, 1)
-            self._log(self._last_step, measure=False)
+        nothing `step()` was given is dropped. Scalars only: the gradients may be gone."""
+        if self.interval.count and self.interval.last_step is not None:
+            self._log(self.interval.last_step, measure=False)
 
-    def close(self) -> None:
-        """Wait for the queued W&B calls and end the background thread; raise a failed one."""
-        if self._background:
-            self._background.close()
-            self._background = None
+    def _log(self, step: int, *, measure: bool = True) -> None:
+        """One row: the interval's scalars and, when `measure`, each model's gradients."""
+        taken = {key: self.monitor.take(key) for key in self.models} if measure else {}
+        measured = {key: m for key, m in taken.items() if m is not None}
+        shared = [m.layers.norms for m in measured.values()]
+        local = [m.updates.norms for m in measured.values() if m.updates is not None]
+        row, norms, spreads, ratios = self.interval.collect(shared, self._replicated, local)
+        if self._replicated:
+            names = [
+                f"{key}/{n}" if key else n for key, m in measured.items() for n in m.layers.names
+            ]
+            check_replicas(step, names, norms, spreads)
+        self.last_norms = {}
+        for key, one in measured.items():
+            count = len(one.layers.names)
+            ours, norms = norms[:count], norms[count:]
+            if one.updates is not None:
+                updates, ratios = ratios[: len(one.updates.names)], ratios[len(one.updates.names) :]
+                row |= _keyed(
+                    "update_ratio", key, dict(zip(one.updates.names, updates, strict=True))
+                )
+            row |= self._gradients(step, key, one, ours)
+        self.last_row = {k: float(v) for k, v in row.items() if isinstance(v, int | float)}
+        self.last_row_step = step
+        if self.sink:
+            self.sink.log(row, step)
 
-    def _nonfinite(self, step: int, counts: dict[str, int], layers: list[str]) -> None:
-        """Name the first step and layer with a non-finite gradient. When every layer has one
-        at once, the first layer says nothing of where it began: say "every layer" instead."""
+    def _gradients(self, step: int, key: str, one: Measured, norms: list[float]) -> dict[str, Any]:
+        """One model's part of a row, and its health check."""
+        layer_norms = dict(zip(one.layers.names, norms, strict=True))
+        self.last_norms |= _keyed("", key, layer_norms)
+        row = _keyed("grad_norm", key, layer_norms)
+        row |= _keyed("gradients", key, one.histograms)  # type: ignore[arg-type]
+        if not layer_norms:
+            return row
+        nonfinite: dict[str, int] = {}
+        if not all(map(math.isfinite, norms)):  # rare: a second transfer, to count
+            nonfinite = self.monitor.models[key].nonfinite(one.present, one.grads)
+        row |= _keyed("nonfinite", key, {**nonfinite, "total": sum(nonfinite.values())})
+        if nonfinite:
+            self._nonfinite(step, key, nonfinite, one.layers.names)
+        elif one.layers.ends:
+            first, last = one.layers.ends
+            ratio = norms[first] / norms[last] if norms[last] > 0 else float("inf")
+            row |= _keyed("grad_norm", key, {"first_to_last": ratio})
+            problem = self.verdicts[key].check(step, ratio)
+            if problem:
+                names = one.layers.names
+                self._warn(
+                    key,
+                    problem,
+                    step,
+                    f"{problem} gradients at step {step}: layer "
+                    f"{names[first]} gets {ratio:.1e} times the gradient norm of layer "
+                    f"{names[last]}.",
+                )
+        return row
+
+    def _nonfinite(self, step: int, key: str, counts: dict[str, int], layers: list[str]) -> None:
+        """Name the layers with a non-finite gradient. When every layer has one at once, the
+        first layer says nothing of where it began: say "every layer" instead."""
         everywhere = len(layers) > 1 and len(counts) == len(layers)
-        where = "every layer" if everywhere else f"layer {next(iter(counts))}"
-        if self.nonfinite_at is None:
-            self.nonfinite_at = f"step {step}, {where}"
         cause = (
             " in every layer (a NaN loss, or clip_grad_norm_ spreading one layer's non-finite "
             "values to all through the total norm: clip_grad_norm_(..., "
@@ -432,206 +275,150 @@ class Tracker:
             if everywhere
             else ""
         )
-        self._flag(
-            "nonfinite",
-            f"non-finite gradients at step {step}{cause}: "
-            + ", ".join(f"layer {name} has {count} NaN or infinite values"
-                        for name, count in counts.items()) + ".",
-            where=self.nonfinite_at,
-        )  # fmt: skip
-
-    def _check(self, step: int, ratio: float, first: str, last: str) -> None:
-        self.last_ratio = ratio
-        health = gradient_health(ratio)
-        if health != "healthy":
-            self._flag(
-                health,
-                f"{health} gradients at step {step}: layer {first} gets {ratio:.1e} times the "
-                f"gradient norm of layer {last}.",
+        if self.verdicts[key].check(step, math.nan, nonfinite=True):
+            layers_said = ", ".join(
+                f"layer {name} has {count} NaN or infinite values" for name, count in counts.items()
             )
+            message = f"non-finite gradients at step {step}{cause}: {layers_said}."
+            where = "every layer" if everywhere else next(iter(counts))
+            self.summary(**_keyed("gradients", key, {"nonfinite/first_layer": where}))
+            self._warn(key, "nonfinite", step, message)
 
-    def _flag(self, health: str, message: str, where: str | bool = True) -> None:
-        """The first time a health problem shows: the summary says where, a warning says it,
-        and online an alert. (Each summary write is a message: written when a flag flips.)"""
-        if health in self.flags or not self.logs:
+    def _warn(self, key: str, problem: str, step: int, message: str) -> None:
+        """The first time a problem shows: a warning, the summary's first step, online an alert."""
+        if not self.sink:
             return
-        self.flags.add(health)
-        self._call(self.run.summary.update, {f"gradients/{health}": where})
-        _warn(message)
-        if self.mode == "online":
-            title = f"{health.capitalize()} gradients"
-            self._call(self.run.alert, title=title, text=message, level="WARN")
+        said = f"{key}: {message}" if key else message
+        warn(said)
+        self.sink.summary(_keyed("gradients", key, {f"{problem}/first_step": step}))
+        self.sink.alert(f"{problem.capitalize()} gradients", said)
 
     def log_image(self, key: str, image: Path | Any, caption: str | None = None) -> None:
         """Log a picture: a file path or a matplotlib Figure (rendered without pyplot)."""
-        if isinstance(image, Path):
-            image = str(image)
-        elif hasattr(image, "savefig"):
-            png = io.BytesIO()
-            image.savefig(png, format="png")
-            image = Image.open(png)
-        self._call(self.run.log, {key: wandb.Image(image, caption=caption)}, commit=False)
+        if self.sink:
+            self.sink.image(key, image, caption)
 
     def summary(self, **values: Any) -> None:
-        self._call(self.run.summary.update, values)
+        if self.sink:
+            self.sink.summary(values)
 
     # --- Weights and checkpoints ---------------------------------------------------------
 
-    def save_weights(self, model: nn.Module, name: str | None = None) -> Path:
-        """Save the weights to models/<name>.pt and log them as a W&B model artifact.
+    def save_weights(
+        self, model: nn.Module | Mapping[str, nn.Module] | None = None, name: str | None = None
+    ) -> Path:
+        """Save the weights and log them as a W&B model artifact; the path, on every rank.
 
-        The state dict carries the model's own names (no `module.` or `_orig_mod.`), so it
-        loads into the unwrapped model. The artifact's file is kept in the run folder, so the
-        folder alone is what `wandb sync` needs.
+        One model: models/<name>.pt. Several (the tracked mapping when no model is given):
+        models/<name>/<model>.pt, one file each, and the folder is returned. `name`: the
+        run's name by default. State dicts carry the model's own names (no `module.` or
+        `_orig_mod.`), so they load into the unwrapped model.
         """
-        name = name or str(self.run.name)
-        path = self.models_dir / f"{name}.pt"
-        atomic_save(distributed.state_dict(model), path)
-        if self.mode == "disabled":
+        name = name or self.name
+        chosen = model if model is not None else self.models
+        if isinstance(chosen, Mapping) and list(chosen) == [""]:
+            chosen = chosen[""]
+        if isinstance(chosen, nn.Module):
+            path = self.models_dir / f"{name}.pt"
+            files = {path: chosen}
+        else:
+            path = self.models_dir / name
+            files = {path / f"{key}.pt": one for key, one in chosen.items()}
+        # Every rank reads the state dict: for FSDP that is a collective.
+        states = {file: distributed.state_dict(one) for file, one in files.items()}
+        if not self.sink:
             return path
-        staged = link_or_copy(path, self.run_dir.resolve() / "artifacts" / path.name)
-        artifact = wandb.Artifact(
-            re.sub(r"[^\w.-]", "-", f"{name}-weights"), type="model",
-            metadata={"file": path.name, "torch": torch.__version__},
-        )  # fmt: skip
-        # immutable: W&B uploads the file where it is instead of copying it to its data folder.
-        artifact.add_file(str(staged), name=path.name, policy="immutable")
-        self._call(self.run.log_artifact, artifact)
-        self._call(self.run.summary.update, {"weights": str(path)})
+        for file, state in states.items():
+            atomic_save(state, file)
+        if self.mode != "disabled":
+            self.sink.weights(name, list(files))
+            self.sink.summary({"weights": str(path)})
         return path
 
     def save_checkpoint(self, path: Path | str, **objects: Any) -> Path:
         """Save what resuming needs to `path`, whole or not at all: the state dict of each
-        object given (model, optimizer, scheduler, GradScaler; other values as they are),
-        torch's random state, the next step and this run's id. `track(..., resume=path)`
-        continues this run from it and `tracker.restore(...)` loads it back."""
-        path = Path(path)
-        if not self.logs:
+        object given (model, optimizer, scheduler, GradScaler), any other value as it is
+        (numbers, strings, lists, dicts), torch's random state, the next step and this
+        run's id. `track(..., resume=path)` continues this run from it and
+        `tracker.restore(...)` loads it back."""
+        path = self.checkpoint = Path(path)
+        if not self.sink:
             return path
-        state = {name: _state_of(value) for name, value in objects.items()}
-        next_step = 0 if self._last_step is None else self._last_step + 1
-        state[CHECKPOINT_KEY] = {"run_id": self.run_id, "next_step": next_step,
-                                 "rng": torch.get_rng_state()}  # fmt: skip
-        atomic_save(state, path)
+        last = self.interval.last_step
+        checkpoints.save(
+            path, objects, run_id=self.run_id, next_step=0 if last is None else last + 1
+        )
         self.summary(checkpoint=str(path))
         return path
 
     def restore(self, **objects: Any) -> int:
         """Load the checkpoint `track(..., resume=...)` was given into these objects (by the
         names they were saved under) and torch's random state; the step to continue from.
-        Without a checkpoint to resume: 0, nothing loaded."""
+        Objects with `load_state_dict` are loaded in place; a plain value saved under a name
+        (`save_checkpoint(..., lr=lr)`) comes back in `tracker.restored[name]` (give any
+        placeholder: `restore(model=model, lr=None)`). Without a checkpoint to resume: 0, and
+        nothing loaded."""
         if self.resume is None:
             return 0
-        state = read_checkpoint(self.resume)
-        missing = sorted(set(objects) - set(state))
-        if missing:
-            raise TrackingError(
-                f"The checkpoint {self.resume} holds no {', '.join(missing)}: restore the "
-                "names it was saved with ("
-                + ", ".join(sorted(set(state) - {CHECKPOINT_KEY}))
-                + ")."
+        step, self.restored = checkpoints.restore(self.resume, objects)
+        return step
+
+    # --- The end -------------------------------------------------------------------------
+
+    def close(self, exit_code: int) -> None:
+        """Close the run: the queued calls, the health verdicts, the exit code."""
+        self.monitor.close()
+        stop = self.stop
+        if stop is not None and stop.requested and exit_code == 0:
+            self.summary(stopped_by=stop.reason)
+            exit_code = stop.exit_code
+        if not self.sink:
+            return
+        failed: TrackingError | None = None
+        try:
+            self.sink.close()  # waits for the queued W&B calls: a failed one fails the run
+        except TrackingError as error:
+            failed = error
+        final: dict[str, Any] = {}
+        for key, verdict in self.verdicts.items():
+            final |= verdict.summary(f"gradients/{key}/" if key else "gradients/")
+        run = self.sink.run
+        run.summary.update(final)
+        run.finish(exit_code=exit_code or (1 if failed else 0))
+        if self.mode == "offline" and len(self.run_dirs) > 1:
+            warn(
+                f"this run's records are in {len(self.run_dirs)} folders (it was resumed); "
+                f"upload them all with: {self.sync_command()}"
             )
-        for name, target in objects.items():
-            inner = distributed.unwrap(target) if isinstance(target, nn.Module) else target
-            inner.load_state_dict(state[name])
-        ours = state[CHECKPOINT_KEY]
-        torch.set_rng_state(ours["rng"])
-        return int(ours["next_step"])
+        if (
+            failed is not None and not exit_code
+        ):  # after a failure in the block, that one is reported
+            raise failed
 
-
-CHECKPOINT_KEY = "gradient_lab"
-# Relative difference between ranks' gradient norms of one layer beyond which DDP did not
-# synchronise it (synchronised gradients are the same on every rank, bit for bit).
-REPLICA_TOLERANCE = 1e-5
-
-
-def _state_of(value: Any) -> Any:
-    if isinstance(value, nn.Module):
-        return distributed.state_dict(value)
-    return value.state_dict() if hasattr(value, "state_dict") else value
-
-
-def read_checkpoint(path: Path) -> dict[str, Any]:
-    """A checkpoint `save_checkpoint` wrote; a missing or foreign file is one sentence."""
-    if not path.is_file():
-        raise TrackingError(f"Nothing to resume: there is no checkpoint at {path}.")
-    try:
-        state: dict[str, Any] = torch.load(path, weights_only=True, map_location="cpu")
-    except Exception as error:
-        raise TrackingError(f"The checkpoint {path} cannot be read ({error}).") from error
-    if not isinstance(state, dict) or CHECKPOINT_KEY not in state:
-        raise TrackingError(
-            f"{path} was not written by tracker.save_checkpoint: it names no run to resume."
+    def stopped_line(self) -> str:
+        """What a stop saved and how to go on, in one line."""
+        assert self.stop is not None
+        closed = (
+            f", W&B run closed ({self.mode}: {self.run_dir})" if self.mode != "disabled" else ""
         )
-    return state
+        said = f"Stopped by {self.stop.reason} at step {self.stopped_at}: "
+        if self.checkpoint is None:
+            return f"{said}no checkpoint saved (save one in the block){closed}."
+        how = self.resume_command or f"open track() with resume={str(self.checkpoint)!r}"
+        return f"{said}checkpoint saved to {self.checkpoint}{closed}. Resume: {how}"
 
 
-class IdleTracker(Tracker):
-    """What the ranks of a distributed job other than 0 get: nothing reaches W&B.
-
-    Under an initialised process group it still measures at each logging step, because the
-    mean over ranks and the DDP check are collectives every rank joins; `steps()` and
-    `restore()` work as on rank 0. `save_weights` still reads the model's state dict (for
-    FSDP that is a collective every rank must join) and returns the path rank 0 writes.
-    """
-
-    logs = False
-
-    def __init__(  # no run
-        self, rank: int, model: nn.Module, log_every: int, models_dir: Path, *,
-        watch_every: int = DEFAULT_WATCH_EVERY, resume: Path | None = None,
-    ) -> None:  # fmt: skip
-        super().__init__(None, model, "disabled", log_every, models_dir,
-                         watch_every=watch_every, resume=resume)  # fmt: skip
-        self.rank = rank
-
-    @property
-    def run_dir(self) -> Path:
-        raise TrackingError(f"Rank {self.rank} keeps no W&B run: rank 0 logs the job's run.")
-
-    @property
-    def run_id(self) -> str:
-        raise TrackingError(f"Rank {self.rank} keeps no W&B run: rank 0 logs the job's run.")
-
-    def step(self, step: int, **metrics: Any) -> None:
-        if self._ranks > 1:  # collectives at the logging steps
-            super().step(step, **metrics)
-
-    def log(self, step: int, **metrics: Any) -> None:
-        pass
-
-    def flush(self) -> None:
-        if self._ranks > 1:
-            super().flush()
-
-    def log_image(self, key: str, image: Path | Any, caption: str | None = None) -> None:
-        pass
-
-    def summary(self, **values: Any) -> None:
-        pass
-
-    def save_weights(self, model: nn.Module, name: str | None = None) -> Path:
-        distributed.state_dict(model)
-        return self.models_dir / f"{name or 'weights'}.pt"
-
-
-def wandb_cli() -> str:
-    """How to call the `wandb` command that belongs to this Python: the script beside the
-    interpreter (relative to the working directory when under it), else `wandb` on PATH."""
-    found = shutil.which("wandb", path=str(Path(sys.executable).parent))
-    if not found:
-        return "wandb"
-    path = Path(found)
-    with suppress(ValueError):
-        path = path.relative_to(Path.cwd())
-    return str(path) if path.is_absolute() or path.parent != Path() else f"./{path}"
+def _keyed(kind: str, model: str, values: dict[str, Any]) -> dict[str, Any]:
+    """`<kind>/<model>/<name>` keys (`<kind>/<name>` for the one model of a plain `track`)."""
+    prefix = "/".join(part for part in (kind, model) if part)
+    return {f"{prefix}/{name}" if prefix else name: value for name, value in values.items()}
 
 
 @contextmanager
 def track(
     experiment: str,
     config: Mapping[str, Any] | Any,
-    model: nn.Module,
+    model: nn.Module | Mapping[str, nn.Module],
     *,
     device: str = "cpu",
     name: str | None = None,
@@ -643,114 +430,95 @@ def track(
     watch_every: int = DEFAULT_WATCH_EVERY,
     resume: Path | str | None = None,
     resume_id: str | None = None,
+    resume_command: str | None = None,
+    exit_on_stop: bool = True,
 ) -> Iterator[Tracker]:
     """Open a W&B run around a training loop; close it cleanly however the loop ends.
 
-    `config`: a Mapping, an argparse.Namespace or a dataclass instance. `model` may be
-    wrapped (DDP, torch.compile): keys and weights use the names of the model inside.
-    `resume`: a checkpoint `tracker.save_checkpoint` wrote (None or a missing file with
-    `resume` unset: a new run); the run it names continues (`resume_id`: by id).
-    When the block ends the last partial logging interval is logged. An exception marks
-    the run failed with exit code 1, Ctrl-C (KeyboardInterrupt) with 130; a loop stopped by
-    `tracker.steps()` closes the run with the signal's code and then exits with it.
-    Under torchrun, ranks other than 0 get an `IdleTracker` and open no run.
+    - `experiment`: the run's job type, and its name unless `name` is given.
+    - `config`: a Mapping, an argparse.Namespace or a dataclass instance; provenance is added.
+    - `model`: a module, or a mapping of names to modules for several in one run
+      (`{"netG": netG, "netD": netD}`: keys `grad_norm/netD/<layer>`, one verdict each). A
+      model may be wrapped (DDP, torch.compile): keys and weights use the names inside.
+    - `device`: the device named in the provenance. `name`, `group`: the W&B run's.
+    - `mode`: "online", "offline" or "disabled"; by default WANDB_MODE, else online with
+      WANDB_API_KEY, else offline. `run_dir`: where `wandb/` goes (default: WANDB_DIR, else
+      the working directory). `models_dir`: where `save_weights` writes (models/).
+    - `log_every`: steps per logged row (interval averages); `watch_every`: steps between
+      gradient histograms and update ratios.
+    - `resume`: a checkpoint `tracker.save_checkpoint` wrote; the run it names continues
+      (`resume_id`: continue a run by its id instead). `resume_command`: the command a stop
+      message gives to resume.
+    - `exit_on_stop`: after a loop `tracker.steps()` stopped, the block ends as the signal
+      would have ended the program (Ctrl-C: KeyboardInterrupt, exit 130; SIGTERM: exit 143);
+      False lets the script go on after the block (`tracker.stop` says why it stopped).
+
+    When the block ends the last partial logging interval is logged. An exception marks the
+    run failed with exit code 1, Ctrl-C (KeyboardInterrupt) with 130. One run at a time: a
+    second `track()` inside the first is refused (track several models with a mapping).
+    Under torchrun ranks other than 0 measure with the rest but open no run.
     """
     if not experiment.strip():
         raise TrackingError("The experiment name is empty: give the run a name.")
     if log_every < 1 or watch_every < 1:
         raise TrackingError("Logging intervals must be at least one step.")
+    models = {"": model} if isinstance(model, nn.Module) else dict(model)
+    named = all(isinstance(k, str) and k for k in models) or list(models) == [""]
+    if not models or not named or not all(isinstance(m, nn.Module) for m in models.values()):
+        raise TrackingError(
+            "track() takes a model, or a mapping of names to models: "
+            'track(experiment, config, {"netG": netG, "netD": netD}).'
+        )
     settings = config_dict(config)
     chosen_mode = resolve_mode(mode)
     checkpoint = Path(resume) if resume is not None else None
     if checkpoint is not None:
-        resume_id = str(read_checkpoint(checkpoint)[CHECKPOINT_KEY]["run_id"])
-    rank = distributed.rank()
-    if rank != 0:
-        idle = IdleTracker(rank, model, log_every, models_dir, watch_every=watch_every,
-                           resume=checkpoint)  # fmt: skip
-        with idle._stop_handling:
-            yield idle
-            idle.flush()
-        _exit_if_stopped(idle)
-        return
-    folder = resolve_run_dir(run_dir)
-    os.environ.setdefault("WANDB_SILENT", "true")
-    jobs = {"world_size": distributed.world_size(), "backend": distributed.backend()}
-    run = start_run(
-        cast(Literal["online", "offline", "disabled"], chosen_mode),
-        project=os.environ.get("WANDB_PROJECT", PROJECT),
-        job_type=experiment,
-        name=name or experiment,
-        group=group,
-        dir=folder,
-        config={**settings, "distributed": jobs, "provenance": provenance(device)},
-        id=resume_id,
-        resume="allow" if resume_id else None,
-    )
-    tracker = Tracker(run, model, chosen_mode, log_every, models_dir, watch_every=watch_every,
-                      background=True, resume=checkpoint)  # fmt: skip
-    exit_code = 0
-    try:
-        with tracker._stop_handling:  # signals stay with the stop from `steps()` to the close
-            try:
-                yield tracker
-                tracker.flush()
-            except KeyboardInterrupt:
-                exit_code = 128 + signal.SIGINT
-                tracker.summary(stopped_by=describe(signal.SIGINT))
-                raise
-            except BaseException:
-                exit_code = 1
-                if tracker._ranks == 1:  # no collective after a failure: other ranks may not come
-                    with suppress(Exception):
-                        tracker.flush()
-                raise
-            finally:
-                _finish(tracker, run, exit_code)
-    finally:
-        tracker.close()
-    _exit_if_stopped(tracker)
-
-
-def _finish(tracker: Tracker, run: Any, exit_code: int) -> None:
-    """Close the run: the queued calls, the health summary, the exit code."""
-    stop = tracker.stop
-    if stop is not None and stop.requested and tracker.exit_code is None:
-        tracker.exit_code = stop.exit_code
-        if exit_code == 0:
-            tracker.summary(stopped_by=stop.reason)
-    failed: TrackingError | None = None
-    try:
-        tracker.close()  # waits for the queued W&B calls: a failed one fails the run
-    except TrackingError as error:
-        failed = error
-    # "unchecked" when no logging step compared two layers (a run shorter than log_every,
-    # a model of one layer): never a "healthy" that no check found.
-    health = ", ".join(sorted(tracker.flags)) or (
-        "healthy" if tracker.last_ratio is not None else "unchecked"
-    )
-    final: dict[str, Any] = {"gradients/health": health}
-    if tracker.last_ratio is not None:
-        final["gradients/first_to_last"] = tracker.last_ratio
-    run.summary.update(final)
-    code = exit_code or (1 if failed else 0)
-    run.finish(exit_code=code if tracker.exit_code is None else tracker.exit_code)
-    if tracker.mode == "offline" and len(tracker.run_dirs) > 1:
-        _warn(f"this run's records are in {len(tracker.run_dirs)} folders (it was resumed); "
-              f"upload them all with: {tracker.sync_command()}")  # fmt: skip
-    if failed is not None and not exit_code:  # after a failure in the block, that one is reported
-        raise failed
-
-
-def _exit_if_stopped(tracker: Tracker) -> None:
-    """After a loop `tracker.steps()` stopped: one line, then exit with the signal's code."""
-    stop = tracker.stop
-    if stop is None or not stop.requested:
-        return
-    if tracker.logs:
-        where = f" ({tracker.mode}: {tracker.run_dir})" if tracker.mode != "disabled" else ""
-        sys.stderr.write(
-            f"Stopped by {stop.reason} after step {tracker._last_step}: the W&B run is closed "
-            f"with exit code {stop.exit_code}{where}.\n"
+        resume_id = str(checkpoints.read(checkpoint)[checkpoints.KEY]["run_id"])
+    sink = None
+    if distributed.rank() == 0:
+        jobs = {"world_size": distributed.world_size(), "backend": distributed.backend()}
+        sink = Sink.start(
+            chosen_mode,
+            resolve_run_dir(run_dir),
+            job_type=experiment,
+            name=name or experiment,
+            group=group,
+            config={**settings, "distributed": jobs, "provenance": provenance(device)},
+            id=resume_id,
+            resume="allow" if resume_id else None,
         )
-    raise SystemExit(stop.exit_code)
+    tracker = Tracker(
+        models,
+        sink,
+        name=name or experiment,
+        models_dir=models_dir,
+        log_every=log_every,
+        watch_every=watch_every,
+        resume=checkpoint,
+        resume_command=resume_command,
+    )
+    exit_code = 0
+    with tracker._stop_handling:  # signals stay with the stop from `steps()` to the close
+        try:
+            yield tracker
+            tracker.flush()
+        except KeyboardInterrupt:
+            exit_code = 128 + signal.SIGINT
+            tracker.summary(stopped_by=describe(signal.SIGINT))
+            raise
+        except BaseException:
+            exit_code = 1
+            if (
+                tracker.interval.ranks == 1
+            ):  # no collective after a failure: other ranks may not come
+                with suppress(Exception):
+                    tracker.flush()
+            raise
+        finally:
+            tracker.close(exit_code)
+    stop = tracker.stop
+    if stop is not None and stop.requested and stop.signum is not None:
+        if tracker.logs:
+            sys.stderr.write(tracker.stopped_line() + "\n")
+        if exit_on_stop:
+            end_as(stop.signum)

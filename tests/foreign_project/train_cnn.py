@@ -84,11 +84,11 @@ def main() -> None:
                 micro_loss = loss_fn(logits.float(), labels[start : start + size])
                 (micro_loss / config.accumulate).backward()
                 loss += micro_loss.detach() / config.accumulate
-            tracker.step(step, loss=loss, lr=scheduler.get_last_lr())
             optimizer.step()
             optimizer.zero_grad()
+            tracker.step(step, loss=loss, lr=scheduler.get_last_lr())
             scheduler.step()
-        weights = tracker.save_weights(model)
+        weights = tracker.save_weights()
     if tracker.logs:
         print(f"W&B run ({tracker.mode}): {tracker.run_dir}")
         print(f"Weights: {weights}")

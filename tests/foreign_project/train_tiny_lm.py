@@ -119,9 +119,9 @@ def main() -> None:
             metrics = {"loss": loss.detach(), "lr": {"decay": decay_lr, "no_decay": no_decay_lr}}
             if total is not None:
                 metrics["grad_norm_before_clip"] = total
-            tracker.step(step, **metrics)
             optimizer.step()
             optimizer.zero_grad()
+            tracker.step(step, **metrics)
             scheduler.step()
             if step % args.eval_every == args.eval_every - 1:
                 model.eval()

@@ -85,3 +85,15 @@ class RecordingRun:
 
     def log(self, row: dict[str, Any], step: int) -> None:
         self.logged.append((step, row))
+
+
+def tracker_on(run: Any, model: Any, mode: str = "offline", **options: Any) -> Any:
+    """A Tracker whose W&B calls go to `run` (a RecordingRun or another stand-in), made now."""
+    from torch import nn
+
+    from gradient_lab.sink import Sink
+    from gradient_lab.tracking import Tracker
+
+    models = {"": model} if isinstance(model, nn.Module) else model
+    options.setdefault("models_dir", Path("unused"))
+    return Tracker(models, Sink(run, mode), name="test", **options)
