@@ -53,8 +53,33 @@ def test_importing_every_library_module_loads_none_of_them() -> None:
         f"print(sorted(m for m in sys.modules if m.split('.')[0] in {FORBIDDEN!r}))\n"
     )
     # Run from outside the checkout, with only the library's folder on the path.
-    result = subprocess.run([sys.executable, "-c", code], cwd=LIBRARY.parent.parent.parent,
-                            env=os.environ | {"PYTHONPATH": str(LIBRARY.parent)},
-                            capture_output=True, text=True, timeout=300)  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=LIBRARY.parent.parent.parent,
+        env=os.environ | {"PYTHONPATH": str(LIBRARY.parent)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
+
+
+@pytest.mark.slow
+def test_the_gradient_monitor_and_the_accumulator_work_without_wandb() -> None:
+    """Only the W&B sink (and the start it uses) loads wandb: the measuring parts are torch's."""
+    code = (
+        "import sys\n"
+        "import gradient_lab.checkpoints, gradient_lab.gradients, gradient_lab.health\n"
+        "import gradient_lab.intervals\n"
+        "print('wandb' in sys.modules)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env=os.environ | {"PYTHONPATH": str(LIBRARY.parent)},
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "False"

@@ -25,7 +25,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from types import FrameType
-from typing import NoReturn
+from typing import Any, NoReturn
 
 # How often ranks compare their stop flags under torch.distributed: one all_reduce of one
 # number per this many steps (gloo, 2 CPU ranks, a loaded 2-core machine: 0.6 ms each).
@@ -91,6 +91,15 @@ def end_as(signum: int) -> NoReturn:
     Ctrl-C as an interruption (KeyboardInterrupt: a script exits 130, a notebook shows an
     interrupted cell), SIGTERM by its default action (exit status 143)."""
     if signum == signal.SIGINT:
+        previous = sys.excepthook
+
+        def exit_130(kind: type[BaseException], value: BaseException, trace: Any) -> None:
+            previous(kind, value, trace)
+            if issubclass(kind, KeyboardInterrupt):
+                # Python exits 130 itself only if no exit handler runs code first (torch's do).
+                exit_now(128 + signum)
+
+        sys.excepthook = exit_130  # a script's; a notebook shows the interrupted cell
         raise KeyboardInterrupt
     for stream in (sys.stdout, sys.stderr):
         with suppress(OSError, ValueError):

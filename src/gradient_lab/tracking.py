@@ -168,10 +168,9 @@ class Tracker:
         else:
             self.monitor.take_nothing()
         # What the next step measures: only a step that will be logged.
-        upcoming = step + 2  # the next step's number + 1
-        crossed = upcoming // self.watch_every > (upcoming - self.interval.count - 1) // (
-            self.watch_every
-        )
+        upcoming, watch = step + 2, self.watch_every  # the next step's number + 1
+        # Histograms when the next row's interval reaches a multiple of watch_every.
+        crossed = upcoming // watch > (upcoming - self.interval.count - 1) // watch
         self.monitor.plan(measure=upcoming % self.log_every == 0, watch=crossed)
 
     def log(self, step: int, **metrics: Any) -> None:
