@@ -165,7 +165,7 @@ def test_sigterm_to_a_running_training_saves_a_checkpoint(
     assert proc.stdout is not None
     assert proc.stdout.readline().startswith("Training vanishing-gradients-sigmoid")
     proc.send_signal(signal.SIGTERM)
-    out, err = proc.communicate(timeout=60)
+    _, err = proc.communicate(timeout=60)
     assert proc.returncode == 128 + signal.SIGTERM, err
     assert "checkpoint saved" in err
     assert (tmp_path / "models" / "vanishing-gradients.ckpt").is_file()

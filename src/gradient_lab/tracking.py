@@ -237,7 +237,7 @@ class Tracker:
         layer_norms = dict(zip(one.layers.names, norms, strict=True))
         self.last_norms |= _keyed("", key, layer_norms)
         row = _keyed("grad_norm", key, layer_norms)
-        row |= _keyed("gradients", key, one.histograms)  # type: ignore[arg-type]
+        row |= _keyed("gradients", key, one.histograms)
         if not layer_norms:
             return row
         nonfinite: dict[str, int] = {}
