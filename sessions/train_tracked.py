@@ -1,15 +1,18 @@
-"""The `train-tracked` session: run a training script in experiments/ through the W&B layer.
+"""The `train-tracked` session: run a training script through the W&B layer, unedited.
 
 `nox -s train-tracked` trains the vanishing-gradients demo with its defaults, offline unless
-W&B is configured. `nox -s train-tracked -- [--nproc N] [SCRIPT] [OPTIONS]` names another script
-in experiments/ and passes the options on (`-- --help` lists the demo's); `--nproc N` launches N
-processes on this machine through torch's launcher (`torch.distributed.run --standalone`), which
-the scripts join with gloo on CPU and nccl on CUDA.
+W&B is configured. `nox -s train-tracked -- [--nproc N] [NAME_OR_PATH] [OPTIONS]` runs another
+script: a name of experiments/ (any `experiments/<name>.py`; adding an experiment is adding a
+file) or a path to a .py file, with the options passed on (`-- --help` lists the demo's). Every
+script runs through `python -m gradient_lab run`, which tracks a script that never imports the
+library and stays out of the way of one that calls `track()` itself (the demo). `--nproc N`
+launches N processes on this machine through torch's launcher (`torch.distributed.run
+--standalone`), which the scripts join with gloo on CPU and nccl on CUDA.
 
-Stopping: Ctrl-C, `docker stop` or a cancelled CI job stops the training at a step boundary;
-it saves a checkpoint, closes its run and says on one line how to resume. The session gives it
-the time to do so and exits as the training did: 130 after Ctrl-C, 143 after SIGTERM. A second
-Ctrl-C aborts at once.
+Stopping: Ctrl-C, `docker stop` or a cancelled CI job stops the training; the demo saves a
+checkpoint at a step boundary and says on one line how to resume, any script's run closes with
+the signal's exit code. The session gives it the time to do so and exits as the training did:
+130 after Ctrl-C, 143 after SIGTERM. A second Ctrl-C aborts at once.
 """
 
 from __future__ import annotations
@@ -19,8 +22,10 @@ import importlib.util
 import os
 import shlex
 from collections.abc import Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING
 
+from sessions.project import ROOT
 from sessions.stops import (
     INTERRUPT_TIMEOUT,
     TERMINATE_TIMEOUT,
@@ -33,17 +38,21 @@ if TYPE_CHECKING:
     import nox
 
 DEFAULT_SCRIPT = "demo_vanishing_gradients"
+EXPERIMENTS = ROOT / "experiments"
 # What `train-smoke` (CI) adds: a run of a few seconds with a log-friendly console.
 SMOKE_OPTIONS = ("--smoke", "--no-progress")
 
 
-# The training scripts a user can name, each experiments/<name>.py. Listed, not discovered, so
-# a helper module is never offered as a training script.
-TRAINING_SCRIPTS = ("demo_vanishing_gradients", "tiny_regression")
+def training_scripts(folder: Path = EXPERIMENTS) -> list[str]:
+    """The names of experiments/ (a module whose name starts with `_` or ends with `_options`
+    is a helper, not an experiment)."""
+    names = (path.stem for path in folder.glob("*.py"))
+    return sorted(n for n in names if not n.startswith("_") and not n.endswith("_options"))
 
 
-def split(posargs: list[str]) -> tuple[list[str], str, list[str]]:
-    """The launcher (`--nproc N`: torch's), the script (the demo by default) and its options."""
+def split(posargs: list[str]) -> tuple[list[str], list[str], list[str]]:
+    """The launcher (`--nproc N`: torch's), what to run (`-m experiments.<name>` or a path;
+    the demo by default) and its options."""
     options = list(posargs)
     launcher: list[str] = []
     if options and (options[0] == "--nproc" or options[0].startswith("--nproc=")):
@@ -52,26 +61,27 @@ def split(posargs: list[str]) -> tuple[list[str], str, list[str]]:
         if not value.isdigit() or int(value) < 1:
             raise ValueError(f"--nproc takes a number of processes (1 or more), got {value!r}.")
         launcher = ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", value]
-    script = DEFAULT_SCRIPT
-    if options and not options[0].startswith("-"):
-        script = options.pop(0).removesuffix(".py").replace("experiments/", "")
-    if script not in TRAINING_SCRIPTS:
-        raise ValueError(
-            f"There is no training script {script!r} in experiments/; "
-            f"choose one of: {', '.join(TRAINING_SCRIPTS)}."
-        )
-    return launcher, script, options
+    named = options.pop(0) if options and not options[0].startswith("-") else DEFAULT_SCRIPT
+    path = Path(named)
+    if path.suffix != ".py" and named in training_scripts():
+        return launcher, ["-m", f"experiments.{named}"], options
+    if path.suffix == ".py" and path.is_file():
+        inside = path.resolve().parent == EXPERIMENTS and path.stem in training_scripts()
+        return launcher, (["-m", f"experiments.{path.stem}"] if inside else [named]), options
+    raise ValueError(
+        f"There is no training script {named!r}: name one of experiments/ "
+        f"({', '.join(training_scripts())}) or give the path of a .py file."
+    )
 
 
 def command(posargs: list[str]) -> list[str]:
-    """The python command line for the posargs: `--nproc N`, an optional script name, then
-    its options.
+    """The python command line for the posargs: `--nproc N`, a script, then its options.
 
-    `python -m experiments SCRIPT` handles a signal from its first instant (no traceback when
-    Ctrl-C comes while torch is importing).
+    `python -m gradient_lab run` handles a signal from its first instant (no traceback when
+    Ctrl-C comes while torch is importing) and tracks the script as it runs.
     """
-    launcher, script, options = split(posargs)
-    return ["python", *launcher, "-m", "experiments", script, *options]
+    launcher, target, options = split(posargs)
+    return ["python", *launcher, "-m", "gradient_lab", "run", *target, *options]
 
 
 def check_options(script: str, options: list[str]) -> str | None:
@@ -105,16 +115,17 @@ def resume_command(session: nox.Session, environ: Mapping[str, str] = os.environ
 
 
 def run(session: nox.Session, *, smoke: bool = False) -> None:
+    posargs = [*session.posargs, *(SMOKE_OPTIONS if smoke else ())]
     try:
-        launcher, script, options = split(list(session.posargs))
+        _launcher, target, options = split(posargs)
     except ValueError as error:
         session.error(str(error))
-    options += list(SMOKE_OPTIONS) if smoke else []
-    resume_env = check_options(script, options)
+    # A script of experiments/ with an options module has its options checked first.
+    script = target[1].removeprefix("experiments.") if target[0] == "-m" else ""
+    resume_env = check_options(script, options) if script else None
     env = {resume_env: resume_command(session)} if resume_env else {}
-    args = ["python", *launcher, "-m", "experiments", script, *options]
     with stopped_by_signals() as received:
-        train(session, args, env, received)
+        train(session, command(posargs), env, received)
 
 
 def train(session: nox.Session, args: list[str], env: dict[str, str], received: list[int]) -> None:

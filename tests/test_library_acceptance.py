@@ -17,6 +17,7 @@ from torch.optim.optimizer import register_optimizer_step_pre_hook
 
 from gradient_lab import Tracker, TrackingError, track
 from gradient_lab.health import Verdict
+from tests.support.platforms import skip_on
 from tests.support.wandb_runs import history, inspect, run_dirs
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -259,7 +260,7 @@ print("went on after the block with exit code", tracker.stop.exit_code)
 """
 
 
-POSIX = pytest.mark.skipif(sys.platform == "win32", reason="no SIGTERM on Windows")
+POSIX = skip_on("win32", reason="Windows delivers no SIGTERM")
 
 
 @pytest.mark.slow

@@ -112,7 +112,7 @@ def unbroken(project: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[st
     """The weights of the run trained start to end in one go."""
     out = tmp_path_factory.mktemp("unbroken")
     env = session_env(project, out / "runs")
-    subprocess.run([sys.executable, "-m", "experiments", "demo_vanishing_gradients", *TRAIN,
+    subprocess.run([sys.executable, "-m", "experiments.demo_vanishing_gradients", *TRAIN,
                     "--wandb-mode", "disabled", "--models-dir", str(out)],
                    cwd=project, env=env, check=True, capture_output=True)  # fmt: skip
     weights: dict[str, torch.Tensor] = torch.load(out / "vanishing-gradients-relu.pt",
@@ -276,7 +276,7 @@ def test_ctrl_c_while_torch_imports_prints_one_line(project: Path, tmp_path: Pat
     assert code == 130, output
     assert "Traceback" not in output
     assert "Training " not in output
-    after = output[output.index("python -m experiments demo_vanishing_gradients") :]
+    after = output[output.index("python -m gradient_lab run -m experiments.demo_vanishing") :]
     said = [line for line in after.splitlines()[1:] if not line.startswith("nox >")]
     assert said == ["Stopped by Ctrl-C (SIGINT) before training started; nothing was saved."]
     assert not (project / "models" / "early.ckpt").exists()

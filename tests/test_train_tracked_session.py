@@ -13,37 +13,47 @@ import pytest
 from sessions import stops, train_tracked
 from tests.conftest import ROOT, RecordingSession, measured_in, without_coverage
 from tests.support.platforms import skip_on
-from tests.support.wandb_runs import inspect, run_dirs
+from tests.support.wandb_runs import history, inspect, run_dirs
 
 
-def test_default_is_the_demo_and_options_pass_through() -> None:
-    demo = ["python", "-m", "experiments", "demo_vanishing_gradients"]
-    assert train_tracked.command([]) == demo
-    assert train_tracked.command(["tiny_regression", "--steps", "5"])[3:] == [
-        "tiny_regression", "--steps", "5",
-    ]  # fmt: skip
-    script = train_tracked.command(["experiments/tiny_regression.py"])[3]
-    assert script == "tiny_regression"
+RUN = ["python", "-m", "gradient_lab", "run"]
+DEMO = ["-m", "experiments.demo_vanishing_gradients"]
+
+
+def test_default_is_the_demo_and_a_script_is_named_or_given_by_path(tmp_path: Path) -> None:
+    assert train_tracked.command([]) == [*RUN, *DEMO]
+    assert train_tracked.command(["tiny_regression", "--steps", "5"]) == [
+        *RUN,
+        *["-m", "experiments.tiny_regression", "--steps", "5"],
+    ]
+    as_path = str(Path("experiments") / "tiny_regression.py")  # the separator of this system
+    assert train_tracked.command([as_path])[4:] == ["-m", "experiments.tiny_regression"]
+    elsewhere = tmp_path / "train.py"
+    elsewhere.write_text("print()\n", encoding="utf-8")
+    assert train_tracked.command([str(elsewhere), "--lr", "1"]) == [
+        *RUN,
+        *[str(elsewhere), "--lr", "1"],
+    ]
 
 
 def test_nproc_launches_through_torchs_launcher() -> None:
     launcher = ["python", "-m", "torch.distributed.run", "--standalone", "--nproc_per_node"]
     assert train_tracked.command(["--nproc", "2", "--smoke"]) == [
-        *launcher, "2", "-m", "experiments", "demo_vanishing_gradients", "--smoke",
-    ]  # fmt: skip
-    assert train_tracked.command(["--nproc=4", "tiny_regression", "--steps", "5"]) == [
-        *launcher, "4", "-m", "experiments", "tiny_regression", "--steps", "5",
-    ]  # fmt: skip
+        *launcher,
+        *["2", *RUN[1:], *DEMO, "--smoke"],
+    ]
+    assert train_tracked.command(["--nproc=4", "tiny_regression"])[:6] == [*launcher, "4"]
     for bad in (["--nproc"], ["--nproc", "0"], ["--nproc", "two"], ["--nproc=-1"]):
         with pytest.raises(ValueError, match="--nproc takes a number of processes"):
             train_tracked.command(bad)
 
 
-def test_every_listed_script_exists_and_is_runnable() -> None:
-    for name in train_tracked.TRAINING_SCRIPTS:
-        source = (ROOT / "experiments" / f"{name}.py").read_text(encoding="utf-8")
-        assert "\ndef main(" in source and 'if __name__ == "__main__":' in source, name
-    with pytest.raises(ValueError, match="choose one of: demo_vanishing_gradients"):
+def test_the_experiments_are_found_not_listed(tmp_path: Path) -> None:
+    for name in ("new_model", "_helper", "new_model_options", "__main__"):
+        (tmp_path / f"{name}.py").write_text("", encoding="utf-8")
+    assert train_tracked.training_scripts(tmp_path) == ["new_model"]
+    assert {"demo_vanishing_gradients", "tiny_regression"} <= set(train_tracked.training_scripts())
+    with pytest.raises(ValueError, match=r"name one of experiments/ \(demo_vanishing_gradients"):
         train_tracked.command(["tracking"])
 
 
@@ -58,20 +68,19 @@ def test_session_installs_the_project_and_data_group_and_ensures_data_first(
     assert not any("pytest" in arg for arg in install)
     ensure, train = session.runs
     assert ensure == ("python", "-m", "sessions.data", "ensure")  # data.dvc's data set first
-    assert train == ("python", "-m", "experiments", "demo_vanishing_gradients",
-                     "--epochs", "2", "--activation", "relu")  # fmt: skip
+    assert train == (*RUN, *DEMO, "--epochs", "2", "--activation", "relu")
 
 
 def test_smoke_variant_adds_the_smoke_options_after_the_users(tmp_path: Path) -> None:
     session = RecordingSession(tmp_path, posargs=["--seed", "3"])
     train_tracked.run(session, smoke=True)  # type: ignore[arg-type]
     run = session.runs[-1]
-    assert run[4:] == ("--seed", "3", *train_tracked.SMOKE_OPTIONS)
+    assert run[len(RUN) + len(DEMO) :] == ("--seed", "3", *train_tracked.SMOKE_OPTIONS)
 
 
 def test_unknown_script_is_a_clear_error(tmp_path: Path) -> None:
     session = RecordingSession(tmp_path, posargs=["no_such_script"])
-    with pytest.raises(RuntimeError, match=r"no training script 'no_such_script'.*choose one of"):
+    with pytest.raises(RuntimeError, match=r"no training script 'no_such_script': name one of"):
         train_tracked.run(session)  # type: ignore[arg-type]
     assert not session.installs
 
@@ -165,9 +174,9 @@ def test_resume_command_is_this_session_with_resume_added(tmp_path: Path) -> Non
 def test_the_demo_learns_the_resume_command_from_the_session(tmp_path: Path) -> None:
     session = RecordingSession(tmp_path, posargs=["--seed", "3"])
     seen: dict[str, object] = {}
-    session.run = lambda *args, **kwargs: seen.update({args[2]: kwargs})  # type: ignore[method-assign]
+    session.run = lambda *args, **kwargs: seen.update({args[-1]: kwargs})  # type: ignore[method-assign]
     train_tracked.run(session)  # type: ignore[arg-type]
-    kwargs = seen["experiments"]
+    kwargs = seen["3"]
     assert isinstance(kwargs, dict)
     assert kwargs["env"] == {"GRADIENT_LAB_RESUME_COMMAND": "nox -s fake -- --seed 3 --resume"}
     assert kwargs["interrupt_timeout"] + kwargs["terminate_timeout"] < 10  # before Docker kills
@@ -209,3 +218,55 @@ def test_nox_takes_sigterm_like_ctrl_c_and_only_the_first() -> None:
             signal.raise_signal(signal.SIGINT)  # a second Ctrl-C: nox leaves at once
     assert received == [signal.SIGTERM, signal.SIGTERM, signal.SIGINT]
     assert signal.getsignal(signal.SIGINT) is before
+
+
+NEW_EXPERIMENT = """
+import argparse
+
+import torch
+
+parser = argparse.ArgumentParser()
+parser.add_argument("--steps", type=int, default=40)
+args = parser.parse_args()
+torch.manual_seed(0)
+model = torch.nn.Sequential(torch.nn.Linear(4, 16), torch.nn.Tanh(), torch.nn.Linear(16, 1))
+optimizer = torch.optim.SGD(model.parameters(), lr=0.05)
+x, y = torch.randn(128, 4), torch.randn(128, 1)
+for step in range(args.steps):
+    loss = torch.nn.functional.mse_loss(model(x), y)
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+print(f"trained {args.steps} steps")
+"""
+
+
+@pytest.mark.slow
+def test_a_new_file_in_experiments_trains_tracked_with_nothing_else_edited(
+    tmp_path: Path, child_env: dict[str, str], nox_cmd: list[str], project_copy: Path
+) -> None:
+    (project_copy / "experiments" / "my_new_model.py").write_text(NEW_EXPERIMENT, "utf-8")
+    env = session_env(child_env, project_copy, measured=False)
+    env |= {
+        "WANDB_DIR": str(tmp_path),
+        "WANDB_CONFIG_DIR": str(tmp_path / "cfg"),
+        "WANDB_DATA_DIR": str(tmp_path / "wd"),
+    }
+    result = subprocess.run(
+        [*nox_cmd, "--no-venv", "-s", "train-tracked", "--", "my_new_model", "--steps", "30"],
+        cwd=project_copy,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    assert "trained 30 steps" in output
+    (run_dir,) = run_dirs(tmp_path)
+    run = inspect(run_dir)
+    assert run["config"]["steps"] == 30
+    assert run["config"]["command"] == "-m experiments.my_new_model --steps 30"
+    rows = [row for row in history(run_dir) if "loss" in row]
+    assert [row["_step"] for row in rows] == [9, 19, 29]
+    assert all("grad_norm/0" in row and "grad_norm/2" in row for row in rows)

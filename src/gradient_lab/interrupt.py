@@ -22,7 +22,7 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from types import FrameType
 from typing import Any, NoReturn
@@ -147,12 +147,20 @@ def exit_on_signals(
     later), and some libraries swallow it.
     """
 
+    with _handling(exit_at_once(saying)):
+        yield
+
+
+def exit_at_once(
+    saying: str = "before training started; nothing was saved",
+) -> Callable[[int, FrameType | None], None]:
+    """A signal handler that ends the process with `Stopped by <signal> <saying>.`"""
+
     def handler(signum: int, frame: FrameType | None) -> None:
         sys.stderr.write(f"Stopped by {describe(signum)} {saying}.\n")
         exit_now(128 + signum)
 
-    with _handling(handler):
-        yield
+    return handler
 
 
 def should_stop(stop: StopRequest, step: int, every: int = AGREE_EVERY) -> bool:

@@ -197,6 +197,9 @@ class Sink:
     def summary(self, values: dict[str, Any]) -> None:
         self.call(self.run.summary.update, values)
 
+    def config(self, values: dict[str, Any]) -> None:
+        self.call(self.run.config.update, values, allow_val_change=True)
+
     def alert(self, title: str, text: str) -> None:
         if self.mode == "online":
             self.call(self.run.alert, title=title, text=text, level="WARN")

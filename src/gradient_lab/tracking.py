@@ -52,6 +52,7 @@ from gradient_lab.sink import Sink, resolve_mode, resolve_run_dir, warn
 from gradient_lab.values import config_dict, scalars
 
 DEFAULT_LOG_EVERY = 10
+OPEN: list[Tracker] = []  # the track() blocks open in this process (one, or none)
 # Histograms cost far more than norms: every 100 steps keeps them near free.
 DEFAULT_WATCH_EVERY = 100
 
@@ -497,6 +498,7 @@ def track(
         resume_command=resume_command,
     )
     exit_code = 0
+    OPEN.append(tracker)
     with tracker._stop_handling:  # signals stay with the stop from `steps()` to the close
         try:
             yield tracker
@@ -514,6 +516,7 @@ def track(
                     tracker.flush()
             raise
         finally:
+            OPEN.remove(tracker)
             tracker.close(exit_code)
     stop = tracker.stop
     if stop is not None and stop.requested and stop.signum is not None:
