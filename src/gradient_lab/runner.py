@@ -71,7 +71,7 @@ class Recorder:
         self.done = 0  # optimizer steps done
         self.ticked = 0  # training steps logged
         self.by_backward = False  # no optimizer: each backward() is a step
-        self.losses: dict[int, list[torch.Tensor]] = {}  # per training step
+        self.losses: dict[int, list[torch.Tensor]] = {}  # by optimizer steps done before
         self.closure_step = False  # inside an optimizer step that evaluates a closure
         self.closure_taken = False  # ... whose first loss is taken
         self.images: list[tuple[str, Any]] = []  # drawn before the run opened
@@ -93,8 +93,8 @@ class Recorder:
             return
         self.catch_up()
         if not (self.closure_step and self.closure_taken):
-            step = self.done // self.per_step if self.per_step else self.ticked
-            self.losses.setdefault(step, []).append(loss.detach().reshape(()))
+            done = self.ticked if self.by_backward else self.done
+            self.losses.setdefault(done, []).append(loss.detach().reshape(()))
             self.closure_taken = self.closure_step
         if self.by_backward:
             self.tick()
@@ -123,7 +123,9 @@ class Recorder:
 
     def tick(self) -> None:
         assert self.tracker is not None
-        losses = self.losses.pop(self.ticked, [])
+        per_step = 1 if self.by_backward else self.per_step
+        done = range(self.ticked * per_step, (self.ticked + 1) * per_step)
+        losses = [loss for key in done for loss in self.losses.pop(key, [])]
         metrics = {}
         if losses:
             metrics["loss"] = losses[0] if len(losses) == 1 else torch.stack(losses).mean()
@@ -136,7 +138,7 @@ class Recorder:
         if self.tracker is None:
             self.images.append((key, rendered(figure)))
         else:
-            self.tracker.log_image(key, figure)
+            self.tracker.log_image(key, figure, step=self.ticked)  # the step under way
 
     def wrote(self, file: object) -> None:
         if not self.passive and isinstance(file, str | os.PathLike):
@@ -184,8 +186,12 @@ class Recorder:
             if files:
                 tracker.sink.weights(tracker.name, files)
                 tracker.summary(saved_files=[str(path) for path in files])
-        signum = {KeyboardInterrupt: signal.SIGINT, Terminated: SIGTERM}.get(type(error))
-        if error is None or signum is not None or isinstance(error, SystemExit):
+        signums: dict[type[BaseException], int] = {
+            KeyboardInterrupt: signal.SIGINT,
+            Terminated: SIGTERM,
+        }
+        signum = signums.get(type(error)) if error is not None else None
+        if error is None or signum is not None or not exit_code(error):
             if signum is not None:
                 tracker.stop = StopRequest()
                 tracker.stop.signum = signum
@@ -294,7 +300,8 @@ def recording(recorder: Recorder) -> Iterator[None]:
         stack.enter_context(patched(torch.Tensor, "backward", backward))
         stack.enter_context(patched(torch, "save", save))
         hooks = [pre_hook(recorder.optimizer_step), post_hook(recorder.optimizer_stepped)]
-        stack.callback(lambda: [hook.remove() for hook in hooks])
+        for hook in hooks:
+            stack.callback(hook.remove)
         stack.enter_context(figures(recorder))
         yield
 

@@ -204,15 +204,22 @@ class Sink:
         if self.mode == "online":
             self.call(self.run.alert, title=title, text=text, level="WARN")
 
-    def image(self, key: str, image: Path | Any, caption: str | None = None) -> None:
-        """A picture: a file path or a matplotlib Figure (rendered without pyplot)."""
+    def image(
+        self, key: str, image: Path | Any, caption: str | None = None, step: int | None = None
+    ) -> None:
+        """A picture (a file path or a matplotlib Figure, rendered without pyplot) at `step`,
+        else with the next row."""
         if isinstance(image, Path):
             image = str(image)
         elif hasattr(image, "savefig"):
             png = io.BytesIO()
             image.savefig(png, format="png")
             image = Image.open(png)
-        self.call(self.run.log, {key: wandb.Image(image, caption=caption)}, commit=False)
+        row = {key: wandb.Image(image, caption=caption)}
+        if step is None:
+            self.call(self.run.log, row, commit=False)
+        else:
+            self.log(row, step)
 
     def weights(self, name: str, paths: list[Path]) -> None:
         """The weight files as one model artifact. Each is kept in the run folder, so the

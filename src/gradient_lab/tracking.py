@@ -293,10 +293,13 @@ class Tracker:
         self.sink.summary(_keyed("gradients", key, {f"{problem}/first_step": step}))
         self.sink.alert(f"{problem.capitalize()} gradients", said)
 
-    def log_image(self, key: str, image: Path | Any, caption: str | None = None) -> None:
-        """Log a picture: a file path or a matplotlib Figure (rendered without pyplot)."""
+    def log_image(
+        self, key: str, image: Path | Any, caption: str | None = None, step: int | None = None
+    ) -> None:
+        """Log a picture: a file path or a matplotlib Figure (rendered without pyplot); at
+        `step`, else with the next row."""
         if self.sink:
-            self.sink.image(key, image, caption)
+            self.sink.image(key, image, caption, step)
 
     def summary(self, **values: Any) -> None:
         if self.sink:
@@ -403,7 +406,7 @@ class Tracker:
         )
         said = f"Stopped by {self.stop.reason} at step {self.stopped_at}: "
         if self.checkpoint is None:
-            return f"{said}no checkpoint saved (save one in the block){closed}."
+            return f"{said}no checkpoint was saved{closed}."
         how = self.resume_command or f"open track() with resume={str(self.checkpoint)!r}"
         return f"{said}checkpoint saved to {self.checkpoint}{closed}. Resume: {how}"
 
