@@ -15,7 +15,6 @@ from tests.conftest import ROOT, RecordingSession, measured_in, without_coverage
 from tests.support.platforms import skip_on
 from tests.support.wandb_runs import history, inspect, run_dirs
 
-
 RUN = ["python", "-m", "gradient_lab", "run"]
 DEMO = ["-m", "experiments.demo_vanishing_gradients"]
 
