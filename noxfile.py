@@ -18,6 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import sessions.build_image
 import sessions.coverage
 import sessions.data.session
+import sessions.docs
 import sessions.lint
 import sessions.lock
 import sessions.report.session
@@ -78,6 +79,12 @@ def train_tracked(session: nox.Session) -> None:
 def train_smoke(session: nox.Session) -> None:
     """Train the demo for a few seconds through train-tracked, as CI does."""
     sessions.train_tracked.run(session, smoke=True)
+
+
+@nox.session(python=PYTHON, venv_backend=TORCH_BACKEND, tags=["ci-linux"], default=False)
+def docs(session: nox.Session) -> None:
+    """Build docs/ into a site under build/docs/; a broken link or reference fails it."""
+    sessions.docs.run(session)
 
 
 @nox.session(name="build-image", python=PYTHON, tags=["ci-linux"], default=False)
