@@ -283,3 +283,46 @@ def test_the_console_script_is_installed(env: dict[str, str], tmp_path: Path) ->
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("usage: gradient-lab run") and "--log-every" in result.stdout
+
+
+DDP_SCRIPT = """
+import torch
+import torch.distributed as dist
+from torch import nn
+
+dist.init_process_group("gloo")
+torch.manual_seed(0)
+net = nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 1))
+model = nn.parallel.DistributedDataParallel(net)
+optimizer = torch.optim.SGD(model.parameters(), lr=0.05)
+for step in range(20):
+    loss = model(torch.randn(16, 4)).pow(2).mean()
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+print(f"rank {dist.get_rank()} done")
+dist.destroy_process_group()
+"""
+
+
+@skip_on("win32", reason="torchrun's store needs libuv, absent there")
+def test_under_torchrun_the_job_is_one_run_on_rank_0(env: dict[str, str], tmp_path: Path) -> None:
+    script = tmp_path / "ddp.py"
+    script.write_text(DDP_SCRIPT, encoding="utf-8")
+    torchrun = shutil.which("torchrun", path=str(Path(sys.executable).parent))
+    assert torchrun, "torchrun is not installed next to this Python"
+    result = subprocess.run(
+        [torchrun, "--standalone", "--nproc_per_node=2", "-m", "gradient_lab", "run", str(script)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "rank 0 done" in result.stdout and "rank 1 done" in result.stdout
+    run_dir = the_run(env)
+    assert inspect(run_dir)["config"]["distributed"] == {"world_size": 2, "backend": "gloo"}
+    rows = [row for row in history(run_dir) if "loss" in row]
+    assert [row["_step"] for row in rows] == [9, 19]
+    assert all("grad_norm/0" in row and "grad_norm/2" in row for row in rows)

@@ -56,7 +56,9 @@ class Interval:
         flat = [t.to(device).float().reshape(-1) for t in [*means, *shared]]
         row = torch.cat(flat) if flat else torch.zeros(0, device=device)
         parts, n = [row], len(means)
-        if self.ranks > 1:
+        # Under a process group (which a script may have left before the last interval).
+        gathering = self.ranks > 1 and distributed.initialized()
+        if gathering:
             gathered = distributed.gather_rows(row)
             parts = [gathered.mean(0)]
             if spread:
@@ -65,7 +67,7 @@ class Interval:
         parts += [t.to(device).float().reshape(-1) for t in local]
         numbers: list[float] = torch.cat(parts).tolist() if parts else []
         m = len(row) - n
-        spreads = numbers[n + m : n + 2 * m] if spread and self.ranks > 1 else []
+        spreads = numbers[n + m : n + 2 * m] if spread and gathering else []
         result = dict(zip(self.values, numbers[:n], strict=True)) | self.numbers
         self.values, self.numbers, self.count = {}, {}, 0
         return result, numbers[n : n + m], spreads, numbers[n + m + len(spreads) :]

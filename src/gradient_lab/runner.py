@@ -111,8 +111,12 @@ class Recorder:
         self.catch_up()
 
     def optimizer_stepped(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
+        """After an optimizer stepped (and after the monitor took its numbers: this hook is
+        registered after the monitor's): a training step whose optimizers all stepped is logged
+        now, while the script's process group, if any, still exists."""
         self.closure_step = False
-        self.done += 1  # logged at the next event, after the monitor took this step's numbers
+        self.done += 1
+        self.catch_up()
 
     def catch_up(self) -> None:
         """Log the training steps whose optimizers have all stepped."""
@@ -165,6 +169,7 @@ class Recorder:
         self.tracker = self.stack.enter_context(
             track(self.experiment, self.config, models, **self.options)
         )
+        self.stack.callback(post_hook(self.optimizer_stepped).remove)
         for key, image in self.images:
             self.tracker.log_image(key, image)
         self.images.clear()
@@ -299,9 +304,7 @@ def recording(recorder: Recorder) -> Iterator[None]:
         stack.enter_context(patched(argparse.ArgumentParser, "parse_known_args", parse_known_args))
         stack.enter_context(patched(torch.Tensor, "backward", backward))
         stack.enter_context(patched(torch, "save", save))
-        hooks = [pre_hook(recorder.optimizer_step), post_hook(recorder.optimizer_stepped)]
-        for hook in hooks:
-            stack.callback(hook.remove)
+        stack.callback(pre_hook(recorder.optimizer_step).remove)
         stack.enter_context(figures(recorder))
         yield
 

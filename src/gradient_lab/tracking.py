@@ -213,7 +213,7 @@ class Tracker:
         shared = [m.layers.norms for m in measured.values()]
         local = [m.updates.norms for m in measured.values() if m.updates is not None]
         row, norms, spreads, ratios = self.interval.collect(shared, self._replicated, local)
-        if self._replicated:
+        if self._replicated and spreads:
             names = [
                 f"{key}/{n}" if key else n for key, m in measured.items() for n in m.layers.names
             ]
