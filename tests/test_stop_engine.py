@@ -91,6 +91,6 @@ def test_docker_stop_saves_the_checkpoint_on_the_host_volume(
     assert "Stopped by SIGTERM at step " in output
     assert "Resume: nox --no-venv -s train-tracked -- " in output
     checkpoint = project / "models" / "vanishing-gradients.ckpt"
-    assert torch.load(checkpoint, weights_only=True)["step"] > 0
+    assert torch.load(checkpoint, weights_only=True)["gradient_lab"]["next_step"] > 0
     (run_dir,) = run_dirs(project)
     assert inspect(run_dir)["exit_code"] == 143
